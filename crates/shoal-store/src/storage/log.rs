@@ -1,0 +1,259 @@
+//! The Raft log and vote, durable in redb: openraft's `RaftLogStorage`.
+//!
+//! Every write runs as one redb write transaction on the blocking pool. Writes that openraft
+//! relies on for safety (appended entries, the vote, truncation, purge) commit with
+//! `Durability::Immediate`, so they are fsynced before openraft hears they are done: that is
+//! what lets a leader count this member towards a quorum.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, LogState, OptionalSend, RaftLogReader};
+use redb::{Durability, ReadableDatabase, ReadableTable};
+
+use super::{
+    COMMITTED_KEY, Db, DbError, LAST_PURGED_KEY, LOG, LOG_META, VOTE_KEY, encode, run_blocking, storage_error,
+};
+use crate::raft::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+/// The Raft log and vote of this member. openraft owns it; replication reads through
+/// [`LogReader`]s.
+pub struct LogStore {
+    db: Arc<Db>,
+}
+
+/// A reader of the log, one per replication stream. Reads see every append that has returned.
+#[derive(Clone)]
+pub struct LogReader {
+    db: Arc<Db>,
+}
+
+impl LogStore {
+    pub(super) fn new(db: Arc<Db>) -> Self {
+        Self { db }
+    }
+
+    /// The size of the database file, which also holds the snapshot.
+    pub fn db_size_bytes(&self) -> std::io::Result<u64> {
+        self.db.size_bytes()
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        read_entries(self.db.clone(), range).await
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        read_entries(self.db.clone(), range).await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogReader;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let db = self.db.clone();
+        run_blocking(move || read_log_state(&db))
+            .await
+            .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Read))
+    }
+
+    async fn get_log_reader(&mut self) -> LogReader {
+        LogReader { db: self.db.clone() }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        let vote = encode(vote);
+        run_blocking(move || {
+            write(&db, Durability::Immediate, |txn| {
+                txn.open_table(LOG_META)?.insert(VOTE_KEY, vote.as_slice())?;
+                Ok(())
+            })
+        })
+        .await
+        .map_err(storage_error(ErrorSubject::Vote, ErrorVerb::Write))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        let db = self.db.clone();
+        run_blocking(move || db.read_value(LOG_META, VOTE_KEY))
+            .await
+            .map_err(storage_error(ErrorSubject::Vote, ErrorVerb::Read))
+    }
+
+    /// Saves the committed log id without fsync: it rides along with the next durable write (an
+    /// append, a vote), since redb persists commits in order. Losing the latest one in a crash
+    /// only means re-applying fewer entries on restart and learning the rest from the leader;
+    /// fsyncing it would double the fsyncs per write.
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        let committed = encode(&committed);
+        run_blocking(move || {
+            write(&db, Durability::None, |txn| {
+                txn.open_table(LOG_META)?.insert(COMMITTED_KEY, committed.as_slice())?;
+                Ok(())
+            })
+        })
+        .await
+        .map_err(storage_error(ErrorSubject::Store, ErrorVerb::Write))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        let db = self.db.clone();
+        run_blocking(move || db.read_value::<Option<LogId>>(LOG_META, COMMITTED_KEY))
+            .await
+            .map(Option::flatten)
+            .map_err(storage_error(ErrorSubject::Store, ErrorVerb::Read))
+    }
+
+    /// Writes the whole batch in one durable transaction, and only then reports it flushed.
+    /// The callback is called before returning, which the contract allows; on error it is
+    /// dropped and the error, returned, stops openraft.
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries = entries.into_iter().collect::<Vec<_>>();
+        for pair in entries.windows(2) {
+            assert_eq!(pair[0].log_id.index + 1, pair[1].log_id.index, "appended entries are consecutive");
+        }
+        if !entries.is_empty() {
+            let db = self.db.clone();
+            run_blocking(move || {
+                write(&db, Durability::Immediate, |txn| {
+                    let mut log = txn.open_table(LOG)?;
+                    for entry in &entries {
+                        log.insert(entry.log_id.index, encode(entry).as_slice())?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Write))?;
+        }
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    /// Deletes the entries at and after `log_id.index`: they conflict with the leader's log.
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        run_blocking(move || {
+            write(&db, Durability::Immediate, |txn| {
+                txn.open_table(LOG)?.retain_in(log_id.index.., |_, _| false)?;
+                Ok(())
+            })
+        })
+        .await
+        .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Delete))
+    }
+
+    /// Deletes the entries up to and including `log_id.index` (a snapshot holds them now) and
+    /// remembers `log_id`, in one transaction, so the log never has a hole after a crash.
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        run_blocking(move || {
+            write(&db, Durability::Immediate, |txn| {
+                let mut meta = txn.open_table(LOG_META)?;
+                let last_purged = meta
+                    .get(LAST_PURGED_KEY)?
+                    .map(|value| postcard::from_bytes::<LogId>(value.value()))
+                    .transpose()?;
+                assert!(
+                    last_purged <= Some(log_id),
+                    "purge moves forward: purged up to {last_purged:?}, asked up to {log_id}"
+                );
+                meta.insert(LAST_PURGED_KEY, encode(&log_id).as_slice())?;
+                txn.open_table(LOG)?.retain_in(..=log_id.index, |_, _| false)?;
+                Ok(())
+            })
+        })
+        .await
+        .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Delete))
+    }
+}
+
+/// Runs `body` in one write transaction committed with `durability`.
+fn write(
+    db: &Db,
+    durability: Durability,
+    body: impl FnOnce(&redb::WriteTransaction) -> Result<(), DbError>,
+) -> Result<(), DbError> {
+    let mut txn = db.database.begin_write()?;
+    txn.set_durability(durability)?;
+    body(&txn)?;
+    txn.commit()?;
+    Ok(())
+}
+
+async fn read_entries<RB: RangeBounds<u64>>(db: Arc<Db>, range: RB) -> Result<Vec<Entry>, StorageError> {
+    // The range moves to another thread, so it is copied into owned bounds.
+    let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+    run_blocking(move || read_entries_blocking(&db, bounds))
+        .await
+        .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Read))
+}
+
+fn read_entries_blocking(db: &Db, bounds: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, DbError> {
+    if is_empty(bounds) {
+        return Ok(Vec::new());
+    }
+    let txn = db.database.begin_read()?;
+    let log = txn.open_table(LOG)?;
+    let entries = log
+        .range::<u64>(bounds)?
+        .map(|item| {
+            let (_, value) = item?;
+            Ok(postcard::from_bytes(value.value())?)
+        })
+        .collect::<Result<Vec<Entry>, DbError>>()?;
+    Ok(entries)
+}
+
+/// Whether `bounds` holds no index. redb, like `BTreeMap`, may reject a range whose start is
+/// past its end, and openraft asks for empty ranges such as `3..3`.
+fn is_empty(bounds: (Bound<u64>, Bound<u64>)) -> bool {
+    let first = match bounds.0 {
+        Bound::Included(start) => start,
+        Bound::Excluded(start) => match start.checked_add(1) {
+            Some(first) => first,
+            None => return true,
+        },
+        Bound::Unbounded => 0,
+    };
+    match bounds.1 {
+        Bound::Included(end) => first > end,
+        Bound::Excluded(end) => first >= end,
+        Bound::Unbounded => false,
+    }
+}
+
+fn read_log_state(db: &Db) -> Result<LogState<TypeConfig>, DbError> {
+    let txn = db.database.begin_read()?;
+    let last_purged_log_id = txn
+        .open_table(LOG_META)?
+        .get(LAST_PURGED_KEY)?
+        .map(|value| postcard::from_bytes::<LogId>(value.value()))
+        .transpose()?;
+    let last_entry = txn
+        .open_table(LOG)?
+        .last()?
+        .map(|(_, value)| postcard::from_bytes::<Entry>(value.value()))
+        .transpose()?;
+    // With every entry purged, the last log id is the last purged one, as the contract asks.
+    let last_log_id = last_entry.map(|entry| entry.log_id).or(last_purged_log_id);
+    Ok(LogState { last_purged_log_id, last_log_id })
+}

@@ -1,0 +1,43 @@
+//! The `shoal` binary: one executable for every role. Wiring only; the work lives in the crates.
+
+mod certs;
+mod faults;
+mod server;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "shoal", version, about = "A Kubernetes-style container orchestrator in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a control-plane member: the Raft-replicated store with etcd's v3 API.
+    Server(server::ServerArgs),
+    /// Run a whole local cluster on this machine (3 store members on loopback).
+    Up(up::UpArgs),
+    /// Read or change the fault plan of a running member's peer transport.
+    Faults(faults::FaultsArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Up(args) => up::run(args).await,
+            Command::Faults(args) => faults::run(args).await,
+        }
+    })
+}

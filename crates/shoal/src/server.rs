@@ -1,0 +1,141 @@
+//! `shoal server`: one control-plane member.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use shoal_store::server::{ClusterState, RaftTiming, ServerConfig, TlsFiles};
+
+#[derive(Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// This member's name, unique in the cluster.
+    #[arg(long)]
+    pub name: String,
+    /// Where the member keeps its Raft log, snapshots and identity.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Address for peer (Raft) traffic.
+    #[arg(long, default_value = "127.0.0.1:2380")]
+    pub listen_peer: SocketAddr,
+    /// Address for clients (etcd v3 gRPC API).
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    pub listen_client: SocketAddr,
+    /// The peer URL other members use; defaults to the listen address.
+    #[arg(long)]
+    pub advertise_peer_url: Option<String>,
+    /// The client URL announced in `member list`; defaults to the listen address.
+    #[arg(long)]
+    pub advertise_client_url: Option<String>,
+    /// The founding members, `name=peer-url,…` (all of them, this one included).
+    #[arg(long, value_delimiter = ',')]
+    pub initial_cluster: Vec<String>,
+    #[arg(long, value_enum, default_value = "new")]
+    pub initial_cluster_state: InitialClusterState,
+    /// Distinguishes clusters; members of one cluster share it.
+    #[arg(long, default_value = "shoal")]
+    pub cluster_token: String,
+    /// Directory of the cluster CA and member certificates; created at first start. The CA
+    /// key must be present to issue this member's certificate on its first start.
+    #[arg(long)]
+    pub pki_dir: Option<PathBuf>,
+    /// Serve and dial without TLS. For experiments only: anyone who can connect can write.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+    /// Seed of the fault-injecting transport's RNG, so a faulty run can be replayed.
+    #[arg(long, default_value_t = 0)]
+    pub fault_seed: u64,
+    #[arg(long, default_value_t = RaftTiming::default().heartbeat_ms)]
+    pub heartbeat_ms: u64,
+    #[arg(long, default_value_t = RaftTiming::default().election_timeout_min_ms)]
+    pub election_timeout_ms: u64,
+    /// Keep this many revisions of history; older ones are compacted automatically (0: never).
+    #[arg(long, default_value_t = shoal_store::limits::AUTO_COMPACTION_RETAINED_REVISIONS)]
+    pub auto_compaction_retained: i64,
+    /// Snapshot the state machine and purge the log after this many entries.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_every_entries: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum InitialClusterState {
+    New,
+    Existing,
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = config(&args)?;
+    let mut server = shoal_store::server::start(config).await.context("starting the store member")?;
+    tracing::info!(
+        id = %format!("{:x}", server.store.id()),
+        peer = %server.peer_addr,
+        client = %server.client_addr,
+        "store member running"
+    );
+    tokio::select! {
+        () = server.wait() => bail!("a listener stopped"),
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
+    let scheme = if args.insecure_plaintext { "http" } else { "https" };
+    let peer_url = args.advertise_peer_url.clone().unwrap_or_else(|| format!("{scheme}://{}", args.listen_peer));
+    let client_url =
+        args.advertise_client_url.clone().unwrap_or_else(|| format!("{scheme}://{}", args.listen_client));
+    let mut initial_cluster = BTreeMap::new();
+    for entry in &args.initial_cluster {
+        let (name, url) = entry.split_once('=').with_context(|| format!("--initial-cluster entry {entry:?} is not name=url"))?;
+        initial_cluster.insert(name.to_owned(), url.to_owned());
+    }
+    if initial_cluster.is_empty() {
+        initial_cluster.insert(args.name.clone(), peer_url.clone());
+    }
+
+    let tls = if args.insecure_plaintext {
+        None
+    } else {
+        let pki_dir = args.pki_dir.clone().unwrap_or_else(|| args.data_dir.join("pki"));
+        let ca = crate::certs::ensure_ca(&pki_dir, &args.cluster_token)?;
+        let hosts = [&peer_url, &client_url].into_iter().filter_map(|url| host_of(url)).collect::<Vec<_>>();
+        let files = crate::certs::ensure_member_cert(&ca, &pki_dir, &args.name, &hosts)?;
+        crate::certs::ensure_admin_cert(&ca, &pki_dir)?;
+        Some(TlsFiles { ca: files.ca, cert: files.cert, key: files.key })
+    };
+
+    let mut config = ServerConfig::new(&args.name, &args.data_dir);
+    config.cluster_token = args.cluster_token.clone();
+    config.listen_peer = args.listen_peer;
+    config.listen_client = args.listen_client;
+    config.advertise_peer_url = peer_url;
+    config.advertise_client_url = client_url;
+    config.initial_cluster = initial_cluster;
+    config.initial_cluster_state = match args.initial_cluster_state {
+        InitialClusterState::New => ClusterState::New,
+        InitialClusterState::Existing => ClusterState::Existing,
+    };
+    config.tls = tls;
+    config.fault_seed = args.fault_seed;
+    config.raft_timing = RaftTiming {
+        heartbeat_ms: args.heartbeat_ms,
+        election_timeout_min_ms: args.election_timeout_ms,
+        election_timeout_max_ms: args.election_timeout_ms * 2,
+    };
+    config.auto_compaction_retained = args.auto_compaction_retained;
+    config.snapshot_every_entries = args.snapshot_every_entries;
+    Ok(config)
+}
+
+/// The host part of `scheme://host:port`.
+fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next()?;
+    let host = match authority.rsplit_once(':') {
+        Some((host, _port)) => host,
+        None => authority,
+    };
+    Some(host.trim_start_matches('[').trim_end_matches(']').to_owned())
+}
