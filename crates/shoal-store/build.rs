@@ -1,4 +1,5 @@
-//! Generates the Rust types, gRPC servers and clients of etcd's v3 API from `proto/etcd`.
+//! Generates the Rust types, gRPC servers and clients of etcd's v3 API (`proto/etcd`) and of
+//! shoal's member-to-member transport (`proto/shoal`).
 //!
 //! The protos are parsed by `protox` (pure Rust) rather than `protoc`, so building shoal needs
 //! no system protobuf compiler.
@@ -9,8 +10,8 @@ use std::error::Error;
 /// writes them (`etcd/api/mvccpb/kv.proto`).
 const PROTO_ROOT: &str = "proto";
 
-/// `rpc.proto` imports the other two; they are listed anyway so that their messages are
-/// generated even if an import were ever dropped.
+/// etcd's `rpc.proto` imports `kv.proto` and `auth.proto`; they are listed anyway so that
+/// their messages are generated even if an import were ever dropped.
 const PROTO_FILES: [&str; 4] = [
     "etcd/api/mvccpb/kv.proto",
     "etcd/api/authpb/auth.proto",

@@ -102,7 +102,8 @@ impl Faults {
     }
 
     /// Changes the current plan in place, atomically with respect to other callers, if the
-    /// result is valid; otherwise the plan stays as it was.
+    /// result is valid; otherwise the plan stays as it was. `change` runs under the lock, so
+    /// it must not use this handle.
     pub fn update_plan(&self, change: impl FnOnce(&mut FaultPlan)) -> Result<(), PlanError> {
         let mut shared = self.lock();
         let mut plan = shared.plan.clone();

@@ -53,12 +53,25 @@ pub struct Operation {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// Read `key` and saw `value` (`None`: absent).
-    Read { key: Bytes, value: Option<Bytes> },
-    Write { key: Bytes, value: Bytes },
-    Delete { key: Bytes },
+    Read {
+        key: Bytes,
+        value: Option<Bytes>,
+    },
+    Write {
+        key: Bytes,
+        value: Bytes,
+    },
+    Delete {
+        key: Bytes,
+    },
     /// Set `key` to `new` if it held `expected` (`None`: absent); `succeeded` says whether it
     /// did, and is ignored unless the outcome is `Ok`.
-    CompareAndSet { key: Bytes, expected: Option<Bytes>, new: Bytes, succeeded: bool },
+    CompareAndSet {
+        key: Bytes,
+        expected: Option<Bytes>,
+        new: Bytes,
+        succeeded: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,9 +95,15 @@ pub struct History {
 pub enum CheckResult {
     Linearizable,
     /// The operations on `key` cannot be ordered; the first such key in key order.
-    NotLinearizable { key: Bytes, explanation: Explanation },
+    NotLinearizable {
+        key: Bytes,
+        explanation: Box<Explanation>,
+    },
     /// No violation found, but the search on `key` hit `limit` before it could decide.
-    Inconclusive { key: Bytes, limit: SearchLimit },
+    Inconclusive {
+        key: Bytes,
+        limit: SearchLimit,
+    },
 }
 
 /// Which limit stopped an inconclusive search.
@@ -133,7 +152,7 @@ pub fn check_with_limits(history: &History, limits: Limits) -> CheckResult {
         match key_history.search(limits) {
             SearchOutcome::Linearizable => {}
             SearchOutcome::Stuck(deepest) => {
-                let explanation = key_history.explain(&deepest);
+                let explanation = Box::new(key_history.explain(&deepest));
                 return CheckResult::NotLinearizable { key: key.clone(), explanation };
             }
             SearchOutcome::Limit(limit) => {
@@ -247,7 +266,8 @@ struct Bitset(Vec<u64>);
 
 impl<'h> KeyHistory<'h> {
     fn new(candidates: Vec<&'h Operation>) -> Self {
-        let mut history = KeyHistory { operations: vec![], actions: vec![], optional: vec![], values: vec![] };
+        let mut history =
+            KeyHistory { operations: vec![], actions: vec![], optional: vec![], values: vec![] };
         let mut interned = HashMap::new();
         for operation in candidates {
             let unknown = match operation.outcome {
@@ -318,7 +338,7 @@ impl<'h> KeyHistory<'h> {
                 continue;
             }
             // A completion, so every operation it could still follow has been tried.
-            if false && self.optional[operation] {
+            if self.optional[operation] {
                 // Completions of unknown operations come last, so every operation that must
                 // take effect has; the unknown ones left over need not.
                 return SearchOutcome::Linearizable;
@@ -328,7 +348,11 @@ impl<'h> KeyHistory<'h> {
                     linearized: stack.iter().map(|&(operation, _)| operation).collect(),
                     value,
                     blocked: operation,
-                    pending: list.invoked_before(node).into_iter().filter(|&other| other != operation).collect(),
+                    pending: list
+                        .invoked_before(node)
+                        .into_iter()
+                        .filter(|&other| other != operation)
+                        .collect(),
                 });
             }
             let Some((undone, previous_value)) = stack.pop() else {

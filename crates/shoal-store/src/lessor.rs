@@ -7,7 +7,9 @@
 //! (`LeaseRevoke`) that the leader proposes.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 #[derive(Debug, Default)]
 pub struct Lessor {
@@ -76,7 +78,7 @@ mod tests {
         lessor.renew(start + Duration::from_secs(4), 2, 5);
         assert_eq!(lessor.expired(start + Duration::from_secs(8), 10), Vec::<i64>::new());
         assert_eq!(lessor.remaining_seconds(start + Duration::from_millis(8500), 2), Some(1));
-        assert_eq!(lessor.expired(start + Duration::from_secs(10), 10), vec![1, 2]);
+        assert_eq!(lessor.expired(start + Duration::from_secs(10), 10), vec![2, 1], "oldest deadline first");
         lessor.restart(start + Duration::from_secs(10), [(1, 10)]);
         assert_eq!(lessor.remaining_seconds(start + Duration::from_secs(10), 1), Some(10));
         assert_eq!(lessor.remaining_seconds(start, 2), None);

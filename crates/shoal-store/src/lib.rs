@@ -11,6 +11,7 @@ pub mod forward;
 pub mod lessor;
 pub mod limits;
 pub mod mvcc;
+pub mod network;
 pub mod peer_service;
 pub mod raft;
 pub mod raft_network;

@@ -83,9 +83,11 @@ pub struct EventBatch {
 
 /// The store: every key's history and the change log, each kept from the compact revision on.
 ///
-/// Architecture invariant: histories and log are two views of the same writes. Every revision
-/// after 1 has a log entry, since a write that changes nothing takes no revision, and each event
-/// of revision `r` is exactly one version with `mod_revision == r` in its key's history.
+/// Architecture invariant: histories and log are two views of the same writes. Each event of
+/// revision `r` pushed exactly one version with `mod_revision == r` onto its key's history, and
+/// every revision from 2 (or the compact revision) to the current one has a log entry, since a
+/// write that changes nothing takes no revision. Compaction may drop a tombstone at the compact
+/// revision while keeping its event: no read needs the tombstone, but a watcher needs the event.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Mvcc {
     current_revision: Revision,
@@ -310,9 +312,12 @@ fn drop_versions_before(history: &mut Vec<KeyVersion>, revision: Revision) {
     history.drain(..keep_from);
 }
 
+/// Start and end bounds of a lookup in the key map.
+type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 /// The map bounds selecting exactly the keys `range.contains`; `None` if it selects none (a
 /// reversed interval, which `BTreeMap::range` would panic on).
-fn key_bounds(range: &KeyRange) -> Option<(Bound<&[u8]>, Bound<&[u8]>)> {
+fn key_bounds(range: &KeyRange) -> Option<KeyBounds<'_>> {
     let key: &[u8] = &range.key;
     let range_end: &[u8] = &range.range_end;
     if range_end.is_empty() {

@@ -6,21 +6,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use shoal_chaos::Faults;
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::forward::{ForwardRequest, ForwardResponse, ForwardResult};
 use crate::limits::AUTO_COMPACTION_RETAINED_REVISIONS;
+use crate::network::{Listener, Network};
 use crate::peer_proto::peer_server::PeerServer;
 use crate::peer_service::PeerService;
 use crate::raft::{Member, MemberId, Raft};
 use crate::raft_network::RaftNetworkFactoryImpl;
+use crate::storage::StorageOptions;
 use crate::store::{Store, StoreIdentity};
-use crate::transport::{MAX_FRAME_BYTES, PeerRpc, PeerTransport};
+use crate::transport::{MAX_FRAME_BYTES, NOT_A_MEMBER, PeerRpc, PeerTransport};
 
 /// Whether this member founds a cluster with the others of `initial_cluster` or joins one that
 /// already runs (after `member add`), as etcd's `--initial-cluster-state`.
@@ -73,6 +74,14 @@ pub struct ServerConfig {
     pub raft_timing: RaftTiming,
     pub auto_compaction_retained: i64,
     pub snapshot_every_entries: u64,
+    /// How the member listens and dials: the operating system's TCP, or an injected network
+    /// (the simulator's).
+    pub network: Network,
+    /// How storage runs its blocking work; the simulator runs it inline.
+    pub storage: StorageOptions,
+    /// Seeds this member's random choices (its client id, lease and member ids), so that a
+    /// simulated run replays; `None` draws them from the operating system.
+    pub random_seed: Option<u64>,
 }
 
 impl ServerConfig {
@@ -92,6 +101,9 @@ impl ServerConfig {
             raft_timing: RaftTiming::default(),
             auto_compaction_retained: AUTO_COMPACTION_RETAINED_REVISIONS,
             snapshot_every_entries: 10_000,
+            network: Network::Tcp,
+            storage: StorageOptions::default(),
+            random_seed: None,
         }
     }
 }
@@ -189,8 +201,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         client_url: config.advertise_client_url.clone(),
     };
 
-    let peer_listener = bind(config.listen_peer).await?;
-    let client_listener = bind(config.listen_client).await?;
+    let peer_listener = bind(&config.network, config.listen_peer).await?;
+    let client_listener = bind(&config.network, config.listen_client).await?;
     let peer_addr = peer_listener.local_addr().expect("bound listener has an address");
     let client_addr = client_listener.local_addr().expect("bound listener has an address");
 
@@ -206,12 +218,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         }
     };
 
-    let (log_store, state_store) = crate::storage::open(&config.data_dir.join("store.redb"))?;
+    let (log_store, state_store) =
+        crate::storage::open_with(&config.data_dir.join("store.redb"), config.storage)?;
     let shared = state_store.shared();
     let db_path = config.data_dir.join("store.redb");
     let db_size = Box::new(move || std::fs::metadata(&db_path).map_or(0, |m| m.len()));
 
-    let transport = Arc::new(PeerTransport::new(identity.id, faults, client_tls));
+    let transport =
+        Arc::new(PeerTransport::new(identity.id, faults, client_tls).with_network(config.network.clone()));
     let network = RaftNetworkFactoryImpl { transport: transport.clone() };
     let raft_config = raft_config(&config)?;
     let raft = Raft::new(identity.id, raft_config, network, log_store, state_store)
@@ -224,7 +238,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         member: member.clone(),
         data_dir: config.data_dir.clone(),
     };
-    let store = Store::new(store_identity, raft.clone(), shared, transport, db_size);
+    let rng = match config.random_seed {
+        Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
+        None => rand::rngs::StdRng::from_os_rng(),
+    };
+    let store = Store::new(store_identity, raft.clone(), shared, transport, db_size, rng);
 
     if is_new_member && config.initial_cluster_state == ClusterState::New {
         let founders: BTreeMap<MemberId, Member> = config
@@ -252,7 +270,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     }
     let peer_router = peer_server.add_service(peer_service);
     tasks.spawn(async move {
-        if let Err(error) = peer_router.serve_with_incoming(TcpListenerStream::new(peer_listener)).await {
+        if let Err(error) = peer_listener.serve(peer_router).await {
             tracing::error!(%error, "peer listener failed");
         }
     });
@@ -264,7 +282,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     }
     let client_router = crate::etcd::services(client_server, store.clone());
     tasks.spawn(async move {
-        if let Err(error) = client_router.serve_with_incoming(TcpListenerStream::new(client_listener)).await {
+        if let Err(error) = client_listener.serve(client_router).await {
             tracing::error!(%error, "client listener failed");
         }
     });
@@ -294,8 +312,8 @@ fn raft_config(config: &ServerConfig) -> Result<Arc<openraft::Config>, StartErro
     Ok(Arc::new(raft_config.validate().map_err(|error| StartError::RaftConfig(error.to_string()))?))
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })
+async fn bind(network: &Network, addr: SocketAddr) -> Result<Listener, StartError> {
+    network.listen(addr).await.map_err(|source| StartError::Listen { addr, source })
 }
 
 fn read_tls_file(path: &Path) -> Result<Vec<u8>, StartError> {
@@ -350,11 +368,12 @@ async fn discover_identity(
         return Ok(IdentityFile { id, cluster_id, name: config.name.clone() });
     }
     // Fault injection is off for this one-time lookup: the member has no plan yet.
-    let transport = PeerTransport::new(0, Faults::new(config.fault_seed), tls);
+    let transport = PeerTransport::new(NOT_A_MEMBER, Faults::new(config.fault_seed), tls)
+        .with_network(config.network.clone());
     for attempt in 0..50 {
         for peer_url in config.initial_cluster.values().filter(|url| **url != member.peer_url) {
             let result: Result<ForwardResult, _> = transport
-                .call(0, peer_url, PeerRpc::Forward, &ForwardRequest::Members, Duration::from_secs(2))
+                .call(NOT_A_MEMBER, peer_url, PeerRpc::Forward, &ForwardRequest::Members, Duration::from_secs(2))
                 .await;
             if let Ok(Ok(ForwardResponse::Members(list))) = result {
                 let found = list.voters.iter().chain(&list.learners).find(|(_, m)| m.peer_url == member.peer_url);

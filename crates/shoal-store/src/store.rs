@@ -9,11 +9,14 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
+use rand::Rng;
+use rand::rngs::StdRng;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::command::{ClientSequence, Command, CommandError, CommandResponse, Operation, Outcome};
 use crate::forward::{ForwardError, ForwardRequest, ForwardResponse, ForwardResult, LeaseTimeToLive, MemberList};
@@ -108,6 +111,8 @@ struct Inner {
     lessor: Mutex<Lessor>,
     writes: WriteSequencer,
     db_size: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// Draws the lease and member ids this member chooses; seeded in a simulation.
+    rng: Mutex<StdRng>,
 }
 
 /// Hands out this member's client sequences and tracks which are still in flight, so each
@@ -144,13 +149,16 @@ impl Store {
         shared: Arc<SharedState>,
         transport: Arc<PeerTransport>,
         db_size: Box<dyn Fn() -> u64 + Send + Sync>,
+        mut rng: StdRng,
     ) -> Store {
         let writes = WriteSequencer {
-            client_id: rand::random(),
+            client_id: rng.random(),
             slots: Semaphore::new(MAX_RESPONSES_PER_CLIENT),
             state: Mutex::new(SequencerState { next: 1, in_flight: BTreeSet::new() }),
         };
-        let inner = Inner { identity, raft, shared, transport, lessor: Mutex::default(), writes, db_size };
+        let lessor = Mutex::default();
+        let rng = Mutex::new(rng);
+        let inner = Inner { identity, raft, shared, transport, lessor, writes, db_size, rng };
         Store { inner: Arc::new(inner) }
     }
 
@@ -209,7 +217,7 @@ impl Store {
             let leader = self.leader();
             let attempt = match leader {
                 None => None,
-                Some(leader) if leader == self.id() => Some(self.propose(command.clone()).await),
+                Some(leader) if leader == self.id() => Some(self.propose(command.clone(), deadline).await),
                 Some(leader) => Some(self.forward_write(leader, command.clone()).await),
             };
             match attempt {
@@ -223,8 +231,14 @@ impl Store {
         if maybe_applied { Err(WriteError::OutcomeUnknown) } else { Err(WriteError::NoLeader) }
     }
 
-    async fn propose(&self, command: Command) -> Result<CommandResponse, AttemptError> {
-        match self.inner.raft.client_write(command).await {
+    async fn propose(&self, command: Command, deadline: Instant) -> Result<CommandResponse, AttemptError> {
+        // A leader that lost its quorum stays leader and never commits: stop waiting at the
+        // deadline. The entry is in the log and may still commit.
+        let writing = self.inner.raft.client_write(command);
+        let Ok(written) = tokio::time::timeout_at(deadline, writing).await else {
+            return Err(AttemptError::MaybeApplied);
+        };
+        match written {
             Ok(written) => Ok(written.data),
             // Leadership may have moved after the entry was appended: it may still commit.
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(AttemptError::MaybeApplied),
@@ -254,7 +268,7 @@ impl Store {
             // The guard `wait_for` returns is not `Send`; drop it at once.
             let _ = metrics.wait_for(|m| m.current_leader != previous && m.current_leader.is_some()).await.map(drop);
         };
-        let until_deadline = tokio::time::sleep_until(deadline.into());
+        let until_deadline = tokio::time::sleep_until(deadline);
         tokio::select! {
             () = changed => {}
             () = pause => {}
@@ -311,7 +325,7 @@ impl Store {
     async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), ReadError> {
         let mut applied = self.inner.shared.applied_index.subscribe();
         let reached = applied.wait_for(|applied| *applied >= index);
-        match tokio::time::timeout_at(deadline.into(), reached).await {
+        match tokio::time::timeout_at(deadline, reached).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_closed)) => Err(ReadError::Stopping),
             Err(_elapsed) => Err(ReadError::Timeout),
@@ -320,7 +334,7 @@ impl Store {
 
     /// Grants a lease; `id` 0 lets the store choose one.
     pub async fn lease_grant(&self, id: i64, ttl_seconds: i64) -> Result<(i64, i64, Revision), WriteError> {
-        let id = if id == 0 { rand::random_range(1..i64::MAX) } else { id };
+        let id = if id == 0 { self.choose_lease_id() } else { id };
         let ttl_seconds = ttl_seconds
             .clamp(crate::limits::MIN_LEASE_TTL_SECONDS, crate::limits::MAX_LEASE_TTL_SECONDS);
         let response = self.write(Operation::LeaseGrant { id, ttl_seconds }).await?;
@@ -356,7 +370,7 @@ impl Store {
 
     /// Adds a member as a learner; it catches up from the leader and can then be promoted.
     pub async fn add_learner(&self, member: Member) -> Result<MemberId, AdminError> {
-        let id = rand::random_range(1..u64::MAX);
+        let id = self.choose_member_id();
         self.to_leader(ForwardRequest::AddLearner { id, member }).await?;
         Ok(id)
     }
@@ -432,16 +446,25 @@ impl Store {
     pub async fn serve_forwarded(&self, request: ForwardRequest) -> ForwardResult {
         let raft = &self.inner.raft;
         match request {
-            ForwardRequest::Write(command) => match raft.client_write(command).await {
-                Ok(written) => Ok(ForwardResponse::Written(written.data)),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    Err(ForwardError::NotLeader { leader: f.leader_id })
+            ForwardRequest::Write(command) => {
+                // The forwarder gives up after `FORWARD_TIMEOUT`; without a quorum the entry
+                // would never commit and this task would wait forever. It may still commit.
+                let writing = raft.client_write(command);
+                let Ok(written) = tokio::time::timeout(FORWARD_TIMEOUT, writing).await else {
+                    let reason = "the write was not committed in time".to_owned();
+                    return Err(ForwardError::NoQuorum { reason });
+                };
+                match written {
+                    Ok(written) => Ok(ForwardResponse::Written(written.data)),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        Err(ForwardError::NotLeader { leader: f.leader_id })
+                    }
+                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                        unreachable!("a normal entry cannot fail a membership change: {e}")
+                    }
+                    Err(RaftError::Fatal(_)) => Err(ForwardError::Stopping),
                 }
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                    unreachable!("a normal entry cannot fail a membership change: {e}")
-                }
-                Err(RaftError::Fatal(_)) => Err(ForwardError::Stopping),
-            },
+            }
             ForwardRequest::ReadIndex => match raft.get_read_log_id().await {
                 Ok((read_log_id, _)) => Ok(ForwardResponse::ReadIndex { index: read_log_id.map_or(0, |id| id.index) }),
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
@@ -503,6 +526,14 @@ impl Store {
                 Ok(ForwardResponse::MembershipChanged)
             }
         }
+    }
+
+    fn choose_lease_id(&self) -> i64 {
+        self.inner.rng.lock().expect("rng lock poisoned").random_range(1..i64::MAX)
+    }
+
+    fn choose_member_id(&self) -> u64 {
+        self.inner.rng.lock().expect("rng lock poisoned").random_range(1..u64::MAX)
     }
 
     fn ensure_leader(&self) -> Result<(), ForwardError> {

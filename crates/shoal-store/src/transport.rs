@@ -16,6 +16,7 @@ use shoal_chaos::Faults;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::limits::MAX_SNAPSHOT_BYTES;
+use crate::network::Network;
 use crate::peer_proto::Frame;
 use crate::peer_proto::peer_client::PeerClient;
 use crate::raft::MemberId;
@@ -25,6 +26,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The largest frame on the wire: a whole snapshot plus its envelope.
 pub const MAX_FRAME_BYTES: usize = MAX_SNAPSHOT_BYTES + 64 * 1024;
+
+/// The sender id of a transport that is not a member (an operator tool, a member that does
+/// not know its id yet): its messages cross no member-to-member link, so no fault applies.
+pub const NOT_A_MEMBER: MemberId = 0;
 
 /// Which RPC of the `Peer` service a frame is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,13 +67,20 @@ pub struct PeerTransport {
     self_id: MemberId,
     faults: Faults,
     tls: Option<ClientTlsConfig>,
+    network: Network,
     /// One lazily connected channel per peer URL; tonic multiplexes calls over it.
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl PeerTransport {
     pub fn new(self_id: MemberId, faults: Faults, tls: Option<ClientTlsConfig>) -> Self {
-        PeerTransport { self_id, faults, tls, channels: Mutex::new(HashMap::new()) }
+        PeerTransport { self_id, faults, tls, network: Network::Tcp, channels: Mutex::new(HashMap::new()) }
+    }
+
+    /// Dials peers over `network` instead of the operating system's TCP.
+    pub fn with_network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
     }
 
     pub fn faults(&self) -> &Faults {
@@ -92,7 +104,7 @@ impl PeerTransport {
         let deadline = tokio::time::Instant::now() + timeout;
         let client = self.client(target, url)?;
 
-        let outbound = self.faults.decide(self.self_id, target);
+        let outbound = self.decide(self.self_id, target);
         if !outbound.deliver {
             // A lost request looks to its sender exactly like a slow one.
             tokio::time::sleep_until(deadline).await;
@@ -115,13 +127,20 @@ impl PeerTransport {
             Ok(Ok(frame)) => frame,
         };
 
-        let inbound = self.faults.decide(target, self.self_id);
+        let inbound = self.decide(target, self.self_id);
         if !inbound.deliver {
             tokio::time::sleep_until(deadline).await;
             return Err(TransportError::MaybeDelivered { target, reason: "response lost".into() });
         }
         tokio::time::sleep(inbound.delay).await;
         postcard::from_bytes(&answer.payload).map_err(|source| TransportError::Undecodable { target, source })
+    }
+
+    fn decide(&self, from: MemberId, to: MemberId) -> shoal_chaos::Verdict {
+        if from == NOT_A_MEMBER || to == NOT_A_MEMBER {
+            return shoal_chaos::Verdict { deliver: true, delay: Duration::ZERO, duplicate: false, reordered: false };
+        }
+        self.faults.decide(from, to)
     }
 
     fn client(&self, target: MemberId, url: &str) -> Result<PeerClient<Channel>, TransportError> {
@@ -151,7 +170,7 @@ impl PeerTransport {
         if let Some(tls) = &self.tls {
             endpoint = endpoint.tls_config(tls.clone()).map_err(|error| error.to_string())?;
         }
-        Ok(endpoint.connect_lazy())
+        Ok(self.network.channel(endpoint))
     }
 }
 

@@ -57,6 +57,8 @@ proptest! {
 
     #[test]
     fn store_matches_model(steps in prop::collection::vec(step(), 1..32)) {
+        // Runs the steps on the store and the model side by side, checking all reads and the
+        // whole change log after each step, and a snapshot round trip at the end.
         let mut store = Mvcc::new();
         let mut model = Model { states: vec![State::new()], compact_revision: 0 };
         for step in &steps {

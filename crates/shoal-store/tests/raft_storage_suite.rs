@@ -17,6 +17,9 @@ use tempfile::TempDir;
 
 const DB_FILE: &str = "store.redb";
 
+/// openraft's `StorageError` is large; boxed, it keeps clippy's `result_large_err` quiet.
+type TestResult = Result<(), Box<StorageError>>;
+
 /// Opens the storage in a fresh temporary directory, which lives as long as the test's guard.
 struct TempStoreBuilder;
 
@@ -32,8 +35,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for TempStor
 // Runs every check of openraft's suite (log reads, truncate, purge, vote, committed re-apply,
 // snapshot build and transfer), each on a fresh database file.
 #[test]
-fn conforms_to_openraft_suite() -> Result<(), StorageError> {
-    Suite::test_all(TempStoreBuilder)
+fn conforms_to_openraft_suite() -> TestResult {
+    Ok(Suite::test_all(TempStoreBuilder)?)
 }
 
 fn log_id(term: u64, index: u64) -> LogId {
@@ -64,7 +67,7 @@ fn open(dir: &TempDir) -> (LogStore, StateMachineStore) {
 // Then openraft's start-up reads must see: the snapshot in the state machine, and the
 // committed entries after it still in the log for re-applying.
 #[tokio::test]
-async fn log_vote_committed_and_snapshot_survive_reopening() -> Result<(), StorageError> {
+async fn log_vote_committed_and_snapshot_survive_reopening() -> TestResult {
     let dir = TempDir::new().expect("a temporary directory");
     let entries = vec![membership(1), put(2, "a", "1"), put(3, "b", "2"), put(4, "c", "3")];
     let vote = Vote::new(3, 1);
@@ -101,7 +104,7 @@ async fn log_vote_committed_and_snapshot_survive_reopening() -> Result<(), Stora
 // Truncation and purge are durable and keep the log without holes: after reopening, the
 // purged prefix and the truncated suffix are gone and the last purged log id is remembered.
 #[tokio::test]
-async fn truncate_and_purge_survive_reopening() -> Result<(), StorageError> {
+async fn truncate_and_purge_survive_reopening() -> TestResult {
     let dir = TempDir::new().expect("a temporary directory");
     let entries = (1..=6).map(|index| put(index, "k", "v")).collect::<Vec<_>>();
     {
@@ -123,7 +126,7 @@ async fn truncate_and_purge_survive_reopening() -> Result<(), StorageError> {
 // checks that the reloaded state machine encodes to exactly the installed bytes, and that the
 // shared revision and applied index were published from it.
 #[tokio::test]
-async fn installed_snapshot_is_the_state_after_reopening() -> Result<(), StorageError> {
+async fn installed_snapshot_is_the_state_after_reopening() -> TestResult {
     let dir = TempDir::new().expect("a temporary directory");
     let mut leader = StateMachine::default();
     for entry in [membership(1), put(2, "a", "1"), put(3, "a", "2"), put(4, "b", "3")] {
@@ -159,7 +162,7 @@ async fn installed_snapshot_is_the_state_after_reopening() -> Result<(), Storage
 // A snapshot that does not decode is refused with a storage error, not a panic, and leaves
 // the state machine and the stored snapshot as they were.
 #[tokio::test]
-async fn undecodable_snapshot_is_a_storage_error() -> Result<(), StorageError> {
+async fn undecodable_snapshot_is_a_storage_error() -> TestResult {
     let dir = TempDir::new().expect("a temporary directory");
     let (_, mut state_machine) = open(&dir);
     let meta = openraft::SnapshotMeta {

@@ -12,7 +12,8 @@ const ISSUED_VALIDITY_DAYS: u32 = 365;
 /// Loads the cluster CA from `dir`, creating it if this is the cluster's first start.
 pub fn ensure_ca(dir: &Path, cluster: &str) -> anyhow::Result<ClusterCa> {
     if dir.join("ca.crt").exists() {
-        return ClusterCa::load(dir).with_context(|| format!("loading the cluster CA from {}", dir.display()));
+        return ClusterCa::load(dir)
+            .with_context(|| format!("loading the cluster CA from {}", dir.display()));
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca = ClusterCa::generate(cluster).context("generating the cluster CA")?;
@@ -21,7 +22,12 @@ pub fn ensure_ca(dir: &Path, cluster: &str) -> anyhow::Result<ClusterCa> {
 }
 
 /// The certificate a member serves and dials its peers with, valid for `hosts`.
-pub fn ensure_member_cert(ca: &ClusterCa, dir: &Path, name: &str, hosts: &[String]) -> anyhow::Result<TlsFiles> {
+pub fn ensure_member_cert(
+    ca: &ClusterCa,
+    dir: &Path,
+    name: &str,
+    hosts: &[String],
+) -> anyhow::Result<TlsFiles> {
     let stem = format!("member-{name}");
     let mut request = issue_request(name, Usage::Both);
     for host in hosts.iter().chain(&["127.0.0.1".to_string(), "localhost".to_string()]) {

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use shoal_chaos::FaultPlan;
 use shoal_store::peer_service::{FaultsRequest, FaultsResult};
 use shoal_store::server::{TlsFiles, peer_client_tls};
-use shoal_store::transport::{PeerRpc, PeerTransport};
+use shoal_store::transport::{NOT_A_MEMBER, PeerRpc, PeerTransport};
 
 #[derive(Args, Clone, Debug)]
 pub struct FaultsArgs {
@@ -57,9 +57,9 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
         }
     };
     // The CLI is not a member: its own link is never faulty.
-    let transport = PeerTransport::new(0, shoal_chaos::Faults::new(0), tls);
+    let transport = PeerTransport::new(NOT_A_MEMBER, shoal_chaos::Faults::new(0), tls);
     let result: FaultsResult = transport
-        .call(0, &args.peer, PeerRpc::Faults, &request, Duration::from_secs(5))
+        .call(NOT_A_MEMBER, &args.peer, PeerRpc::Faults, &request, Duration::from_secs(5))
         .await
         .context("contacting the member")?;
     let plan = result.map_err(|reason| anyhow::anyhow!("the member refused the plan: {reason}"))?;

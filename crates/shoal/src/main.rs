@@ -1,11 +1,7 @@
 //! The `shoal` binary: one executable for every role. Wiring only; the work lives in the crates.
 
-mod certs;
-mod faults;
-mod server;
-mod up;
-
 use clap::{Parser, Subcommand};
+use shoal::{faults, server, up};
 
 #[derive(Parser)]
 #[command(name = "shoal", version, about = "A Kubernetes-style container orchestrator in one binary")]
@@ -27,9 +23,12 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Members of `shoal up` and of tests log to files, which colour codes would clutter.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;

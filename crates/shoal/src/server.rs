@@ -73,9 +73,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         client = %server.client_addr,
         "store member running"
     );
+    // SIGTERM is how supervisors (and `LocalCluster::stop`) ask a member to stop; Ctrl-C is
+    // how a person does. Both shut Raft down cleanly.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     tokio::select! {
         () = server.wait() => bail!("a listener stopped"),
         _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
     server.shutdown().await;
     Ok(())
@@ -83,12 +88,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     let scheme = if args.insecure_plaintext { "http" } else { "https" };
-    let peer_url = args.advertise_peer_url.clone().unwrap_or_else(|| format!("{scheme}://{}", args.listen_peer));
+    let peer_url =
+        args.advertise_peer_url.clone().unwrap_or_else(|| format!("{scheme}://{}", args.listen_peer));
     let client_url =
         args.advertise_client_url.clone().unwrap_or_else(|| format!("{scheme}://{}", args.listen_client));
     let mut initial_cluster = BTreeMap::new();
     for entry in &args.initial_cluster {
-        let (name, url) = entry.split_once('=').with_context(|| format!("--initial-cluster entry {entry:?} is not name=url"))?;
+        let (name, url) = entry
+            .split_once('=')
+            .with_context(|| format!("--initial-cluster entry {entry:?} is not name=url"))?;
         initial_cluster.insert(name.to_owned(), url.to_owned());
     }
     if initial_cluster.is_empty() {

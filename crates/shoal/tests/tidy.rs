@@ -43,7 +43,8 @@ fn crate_dependencies_follow_the_architecture() {
     for entry in std::fs::read_dir(crates_dir).expect("crates/ is readable") {
         let path = entry.expect("directory entry").path().join("Cargo.toml");
         let Ok(manifest) = std::fs::read_to_string(&path) else { continue };
-        let name = path.parent().and_then(Path::file_name).expect("crate folder").to_string_lossy().into_owned();
+        let name =
+            path.parent().and_then(Path::file_name).expect("crate folder").to_string_lossy().into_owned();
         let allowed = ALLOWED
             .iter()
             .find(|(crate_name, _)| *crate_name == name)
@@ -58,7 +59,10 @@ fn crate_dependencies_follow_the_architecture() {
                     allowed.contains(&dependency.as_str()),
                     "{name} depends on {dependency} in [{section}], which ARCHITECTURE.md does not allow"
                 );
-                assert!(!DEV_ONLY.contains(&dependency.as_str()), "{name} ships with dev-only crate {dependency}");
+                assert!(
+                    !DEV_ONLY.contains(&dependency.as_str()),
+                    "{name} ships with dev-only crate {dependency}"
+                );
             }
         }
         seen.push(name);

@@ -37,7 +37,9 @@ fn on(key: &str, op: Op) -> Op {
         Op::Read { value, .. } => Op::Read { key, value },
         Op::Write { value, .. } => Op::Write { key, value },
         Op::Delete { .. } => Op::Delete { key },
-        Op::CompareAndSet { expected, new, succeeded, .. } => Op::CompareAndSet { key, expected, new, succeeded },
+        Op::CompareAndSet { expected, new, succeeded, .. } => {
+            Op::CompareAndSet { key, expected, new, succeeded }
+        }
     }
 }
 
@@ -166,7 +168,8 @@ fn an_unknown_write_may_land_after_a_later_write_but_only_once() {
     );
     // Two timed-out writes of 1, though, may land on either side of the write of 3.
     check_history(
-        [prefix(), vec![unknown(4, 0, write("1")), ok(2, 5, 6, write("3")), ok(3, 7, 8, read(Some("1")))]].concat(),
+        [prefix(), vec![unknown(4, 0, write("1")), ok(2, 5, 6, write("3")), ok(3, 7, 8, read(Some("1")))]]
+            .concat(),
         Expected::Linearizable,
     );
 }
@@ -194,7 +197,10 @@ fn compare_and_set_follows_the_register() {
 fn an_unknown_compare_and_set_counts_only_if_it_could_succeed() {
     // A timed-out compare-and-set may have succeeded, whatever its recorded result, but only
     // if the register held the expected value at some point after its invocation.
-    check_history(vec![unknown(1, 0, cas(None, "1", false)), ok(2, 5, 6, read(Some("1")))], Expected::Linearizable);
+    check_history(
+        vec![unknown(1, 0, cas(None, "1", false)), ok(2, 5, 6, read(Some("1")))],
+        Expected::Linearizable,
+    );
     check_history(
         vec![ok(1, 0, 1, write("0")), unknown(1, 2, cas(Some("9"), "1", true)), ok(2, 5, 6, read(Some("1")))],
         Expected::Violation,
@@ -314,7 +320,8 @@ fn generate(seed: u64, count: u64, keys: u64, width: u64) -> History {
                 Op::Delete { key }
             }
             _ => {
-                let expected = if rng.random_bool(0.5) { current.clone() } else { Some(random_value(&mut rng)) };
+                let expected =
+                    if rng.random_bool(0.5) { current.clone() } else { Some(random_value(&mut rng)) };
                 let new = random_value(&mut rng);
                 let succeeded = expected == current;
                 if takes_effect && succeeded {
@@ -364,7 +371,6 @@ fn rejects_a_generated_history_with_one_corrupted_read() {
     assert!(matches!(&result, CheckResult::NotLinearizable { key: bad, .. } if *bad == key), "{result:?}");
 }
 
-
 /// Whether `operations` (all on one key) are linearizable, straight from the definition:
 /// try every order of the operations that took effect, leaving out any subset of the
 /// unknown ones, in which no operation precedes one that completed before it was invoked.
@@ -398,11 +404,13 @@ fn place(operations: &[&Operation], placed: &mut Vec<bool>, value: Option<Bytes>
             Op::Read { value: seen, .. } => (*seen == value).then(|| value.clone()),
             Op::Write { value: new, .. } => Some(Some(new.clone())),
             Op::Delete { .. } => Some(None),
-            Op::CompareAndSet { expected, new, succeeded, .. } => match (*succeeded || unknown, *expected == value) {
-                (true, true) => Some(Some(new.clone())),
-                (false, false) => Some(value.clone()),
-                _ => None,
-            },
+            Op::CompareAndSet { expected, new, succeeded, .. } => {
+                match (*succeeded || unknown, *expected == value) {
+                    (true, true) => Some(Some(new.clone())),
+                    (false, false) => Some(value.clone()),
+                    _ => None,
+                }
+            }
         };
         if let Some(after) = after {
             placed[next] = true;

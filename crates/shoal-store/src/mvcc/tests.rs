@@ -172,7 +172,7 @@ fn put_tracks_versions_and_leases() {
         let (_, events) = store.put(&request).unwrap();
         assert_eq!(store.current_revision(), expected.mod_revision);
         let read = store.range(&RangeRequest { range: KeyRange::key("a"), ..Default::default() });
-        assert_eq!(read.unwrap().kvs, [expected.clone()]);
+        assert_eq!(read.unwrap().kvs, std::slice::from_ref(&expected));
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kv, expected);
     };

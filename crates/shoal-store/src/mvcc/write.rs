@@ -169,7 +169,7 @@ fn compare_holds(store: &Mvcc, compare: &Compare) -> bool {
         let is_value = matches!(compare.target, CompareTarget::Value(_));
         return !is_value && compare_key_value(compare, &KeyValue::default());
     }
-    present.any(|kv| compare_key_value(compare, kv))
+    present.all(|kv| compare_key_value(compare, kv))
 }
 
 fn compare_key_value(compare: &Compare, kv: &KeyValue) -> bool {

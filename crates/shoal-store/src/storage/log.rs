@@ -64,7 +64,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let db = self.db.clone();
-        run_blocking(move || read_log_state(&db))
+        run_blocking(db.blocking, move || read_log_state(&db))
             .await
             .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Read))
     }
@@ -76,7 +76,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let db = self.db.clone();
         let vote = encode(vote);
-        run_blocking(move || {
+        run_blocking(db.blocking, move || {
             write(&db, Durability::Immediate, |txn| {
                 txn.open_table(LOG_META)?.insert(VOTE_KEY, vote.as_slice())?;
                 Ok(())
@@ -88,7 +88,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
         let db = self.db.clone();
-        run_blocking(move || db.read_value(LOG_META, VOTE_KEY))
+        run_blocking(db.blocking, move || db.read_value(LOG_META, VOTE_KEY))
             .await
             .map_err(storage_error(ErrorSubject::Vote, ErrorVerb::Read))
     }
@@ -100,7 +100,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let db = self.db.clone();
         let committed = encode(&committed);
-        run_blocking(move || {
+        run_blocking(db.blocking, move || {
             write(&db, Durability::None, |txn| {
                 txn.open_table(LOG_META)?.insert(COMMITTED_KEY, committed.as_slice())?;
                 Ok(())
@@ -112,7 +112,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
         let db = self.db.clone();
-        run_blocking(move || db.read_value::<Option<LogId>>(LOG_META, COMMITTED_KEY))
+        run_blocking(db.blocking, move || db.read_value::<Option<LogId>>(LOG_META, COMMITTED_KEY))
             .await
             .map(Option::flatten)
             .map_err(storage_error(ErrorSubject::Store, ErrorVerb::Read))
@@ -132,7 +132,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         if !entries.is_empty() {
             let db = self.db.clone();
-            run_blocking(move || {
+            run_blocking(db.blocking, move || {
                 write(&db, Durability::Immediate, |txn| {
                     let mut log = txn.open_table(LOG)?;
                     for entry in &entries {
@@ -151,7 +151,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// Deletes the entries at and after `log_id.index`: they conflict with the leader's log.
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let db = self.db.clone();
-        run_blocking(move || {
+        run_blocking(db.blocking, move || {
             write(&db, Durability::Immediate, |txn| {
                 txn.open_table(LOG)?.retain_in(log_id.index.., |_, _| false)?;
                 Ok(())
@@ -165,7 +165,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// remembers `log_id`, in one transaction, so the log never has a hole after a crash.
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let db = self.db.clone();
-        run_blocking(move || {
+        run_blocking(db.blocking, move || {
             write(&db, Durability::Immediate, |txn| {
                 let mut meta = txn.open_table(LOG_META)?;
                 let last_purged = meta
@@ -202,7 +202,7 @@ fn write(
 async fn read_entries<RB: RangeBounds<u64>>(db: Arc<Db>, range: RB) -> Result<Vec<Entry>, StorageError> {
     // The range moves to another thread, so it is copied into owned bounds.
     let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
-    run_blocking(move || read_entries_blocking(&db, bounds))
+    run_blocking(db.blocking, move || read_entries_blocking(&db, bounds))
         .await
         .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Read))
 }
@@ -256,4 +256,30 @@ fn read_log_state(db: &Db) -> Result<LogState<TypeConfig>, DbError> {
     // With every entry purged, the last log id is the last purged one, as the contract asks.
     let last_log_id = last_entry.map(|entry| entry.log_id).or(last_purged_log_id);
     Ok(LogState { last_purged_log_id, last_log_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+
+    use super::*;
+
+    // Checks which index ranges hold no index, including the edges at 0 and u64::MAX that a
+    // naive `start >= end` would get wrong.
+    #[test]
+    fn empty_ranges() {
+        fn check(bounds: (Bound<u64>, Bound<u64>), expected: bool) {
+            assert_eq!(is_empty(bounds), expected, "{bounds:?}");
+        }
+        check((Included(3), Excluded(3)), true);
+        check((Included(3), Included(3)), false);
+        check((Included(4), Included(3)), true);
+        check((Excluded(3), Included(4)), false);
+        check((Excluded(3), Excluded(4)), true);
+        check((Excluded(u64::MAX), Unbounded), true);
+        check((Included(u64::MAX), Unbounded), false);
+        check((Unbounded, Excluded(0)), true);
+        check((Unbounded, Included(0)), false);
+        check((Unbounded, Unbounded), false);
+    }
 }

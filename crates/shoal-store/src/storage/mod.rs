@@ -78,16 +78,42 @@ pub enum StorageOpenError {
     },
 }
 
+/// How the storage is run. `Default` is what production uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageOptions {
+    pub blocking: Blocking,
+}
+
+/// Where the storage's blocking work (redb transactions, fsync) runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Blocking {
+    /// On tokio's blocking pool, so that an fsync does not stall the async threads.
+    #[default]
+    Pool,
+    /// On the calling task's thread. For the deterministic simulation only: its single-threaded
+    /// runtimes must not hand work to other threads, whose timing no seed controls. It also lets
+    /// the storage be used without a runtime (a checker reading a stopped member's log).
+    Inline,
+}
+
 /// Opens (creating if absent) the storage in the database file at `path`, and loads the stored
 /// snapshot, if any, into the state machine.
 ///
 /// The file is locked while any of the returned stores, their log readers or snapshot builders
 /// live: a second `open` of the same path fails until they are all dropped.
 pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore), StorageOpenError> {
+    open_with(path, StorageOptions::default())
+}
+
+/// `open`, run as `options` say.
+pub fn open_with(
+    path: &Path,
+    options: StorageOptions,
+) -> Result<(LogStore, StateMachineStore), StorageOpenError> {
     let database = Database::create(path)
         .map_err(|source| StorageOpenError::OpenDatabase { path: path.to_owned(), source })?;
     create_tables(&database).map_err(|source| StorageOpenError::CreateTables { source })?;
-    let db = Arc::new(Db { database, path: path.to_owned() });
+    let db = Arc::new(Db { database, path: path.to_owned(), blocking: options.blocking });
     let state_machine = StateMachineStore::load(db.clone())?;
     Ok((LogStore::new(db), state_machine))
 }
@@ -106,6 +132,7 @@ fn create_tables(database: &Database) -> Result<(), redb::Error> {
 struct Db {
     database: Database,
     path: PathBuf,
+    blocking: Blocking,
 }
 
 impl Db {
@@ -166,17 +193,21 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("storage records are postcard-encodable")
 }
 
-/// Runs blocking redb work (transactions, fsync) on tokio's blocking pool.
+/// Runs blocking redb work (transactions, fsync) where `blocking` says: on tokio's blocking
+/// pool, or inline.
 ///
 /// A durable commit waits for fsync, which takes milliseconds; on an async worker thread that
 /// would stall every other task scheduled there (heartbeats, client requests). `spawn_blocking`
 /// rather than `block_in_place`, because the latter panics on a current-thread runtime.
 /// A panic in `work` is re-raised here, as if `work` had run inline.
-async fn run_blocking<T, F>(work: F) -> T
+async fn run_blocking<T, F>(blocking: Blocking, work: F) -> T
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
+    if blocking == Blocking::Inline {
+        return work();
+    }
     match tokio::task::spawn_blocking(work).await {
         Ok(value) => value,
         Err(error) => match error.try_into_panic() {

@@ -135,27 +135,36 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     /// Decodes the snapshot, stores it durably, and only then replaces the machine, so that a
     /// crash in between restarts from the new snapshot rather than from a state never stored.
+    /// Decoding is CPU work proportional to the store's size, so it too runs off the async
+    /// threads.
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
         snapshot: Box<Vec<u8>>,
     ) -> Result<(), StorageError> {
-        let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
-        let machine = StateMachine::from_snapshot(&snapshot)
-            .map_err(|error| StorageIOError::new(subject(), ErrorVerb::Read, AnyError::new(&error)))?;
-        if machine.last_applied() != meta.last_log_id {
-            let error = AnyError::error(format!(
-                "snapshot data is applied up to {:?}, its meta says {:?}",
-                machine.last_applied(),
-                meta.last_log_id
-            ));
-            return Err(StorageIOError::new(subject(), ErrorVerb::Read, error).into());
-        }
         let db = self.db.clone();
-        let stored_meta = meta.clone();
-        run_blocking(move || store_snapshot(&db, stored_meta, &snapshot, Origin::Installed))
-            .await
-            .map_err(storage_error(subject(), ErrorVerb::Write))?;
+        let meta = meta.clone();
+        // The error is boxed only to keep the closure's result small (clippy's
+        // `result_large_err`).
+        let machine = run_blocking(db.blocking, move || -> Result<StateMachine, Box<StorageError>> {
+            let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
+            let machine = StateMachine::from_snapshot(&snapshot).map_err(|error| {
+                StorageError::from(StorageIOError::new(subject(), ErrorVerb::Read, AnyError::new(&error)))
+            })?;
+            if machine.last_applied() != meta.last_log_id {
+                let error = AnyError::error(format!(
+                    "snapshot data is applied up to {:?}, its meta says {:?}",
+                    machine.last_applied(),
+                    meta.last_log_id
+                ));
+                return Err(Box::new(StorageIOError::new(subject(), ErrorVerb::Read, error).into()));
+            }
+            store_snapshot(&db, meta.clone(), &snapshot, Origin::Installed)
+                .map_err(storage_error(subject(), ErrorVerb::Write))?;
+            Ok(machine)
+        })
+        .await
+        .map_err(|error| *error)?;
         let progress = progress(&machine);
         *self.shared.machine.write().expect(POISONED) = machine;
         self.shared.publish(progress);
@@ -164,7 +173,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
         let db = self.db.clone();
-        let stored = run_blocking(move || read_snapshot(&db))
+        let stored = run_blocking(db.blocking, move || read_snapshot(&db))
             .await
             .map_err(storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read))?;
         Ok(stored.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(data) }))
@@ -177,7 +186,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let db = self.db.clone();
         let shared = self.shared.clone();
-        run_blocking(move || {
+        run_blocking(db.blocking, move || {
             let (data, last_log_id, last_membership) = {
                 let machine = shared.machine.read().expect(POISONED);
                 (machine.to_snapshot(), machine.last_applied(), machine.membership().clone())

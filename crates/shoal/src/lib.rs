@@ -1,0 +1,8 @@
+//! The `shoal` binary's subcommands as a library, so integration tests (and `shoal up`) can
+//! drive whole clusters of `shoal server` processes through `local_cluster::LocalCluster`.
+
+pub mod certs;
+pub mod faults;
+pub mod local_cluster;
+pub mod server;
+pub mod up;

@@ -1,0 +1,70 @@
+//! What the multi-process suites share: a `LocalCluster` of `shoal server` processes in a
+//! temporary directory, with Raft timing that tolerates a busy test machine.
+
+#![allow(dead_code, reason = "each suite uses a part of it")]
+
+use std::ops::{Deref, DerefMut};
+
+use shoal::local_cluster::{LocalCluster, LocalClusterConfig};
+use tempfile::TempDir;
+
+/// Heartbeats and election timeouts a few times the defaults: debug builds of several
+/// clusters share two cores in CI, and a starved member must not look dead.
+const TEST_TIMING_ARGS: [&str; 4] = ["--heartbeat-ms", "100", "--election-timeout-ms", "1000"];
+
+/// A started cluster that deletes its directory when dropped, after killing its members.
+pub struct TestCluster {
+    // Declared first so it is dropped first: members die before their directory goes.
+    pub cluster: LocalCluster,
+    dir: TempDir,
+}
+
+/// Starts `members` members, with `server_args` added to every `shoal server` command
+/// line, and waits until they agree on a leader.
+pub async fn start_cluster(members: usize, server_args: &[&str]) -> TestCluster {
+    start_cluster_with_env(members, server_args, &[]).await
+}
+
+/// `start_cluster`, with `server_env` added to every member's environment.
+pub async fn start_cluster_with_env(
+    members: usize,
+    server_args: &[&str],
+    server_env: &[(&str, &str)],
+) -> TestCluster {
+    let dir =
+        tempfile::Builder::new().prefix("shoal-cluster-").tempdir().expect("creating a temporary directory");
+    let mut config = LocalClusterConfig::new(env!("CARGO_BIN_EXE_shoal"), dir.path());
+    config.server_args = TEST_TIMING_ARGS.iter().chain(server_args).map(|arg| (*arg).to_owned()).collect();
+    config.server_env =
+        server_env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+    let mut cluster = LocalCluster::new(config).expect("creating the cluster's directory and PKI");
+    cluster.start(members).await.expect("starting the members");
+    cluster.wait_ready().await.expect("electing a leader");
+    TestCluster { cluster, dir }
+}
+
+impl Deref for TestCluster {
+    type Target = LocalCluster;
+
+    fn deref(&self) -> &LocalCluster {
+        &self.cluster
+    }
+}
+
+impl DerefMut for TestCluster {
+    fn deref_mut(&mut self) -> &mut LocalCluster {
+        &mut self.cluster
+    }
+}
+
+impl Drop for TestCluster {
+    /// A failed test shows what its members logged: the directory is about to be deleted.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("cluster directory: {}", self.dir.path().display());
+            for i in 0..self.cluster.len() {
+                eprintln!("{}", self.cluster.log_tail(i));
+            }
+        }
+    }
+}
