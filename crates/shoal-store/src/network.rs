@@ -18,7 +18,6 @@ use futures::Stream;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::server::{Connected, Router};
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -125,7 +124,12 @@ impl Listener {
     /// Serves `router` on every connection accepted, until the listener fails.
     pub(crate) async fn serve(self, router: Router) -> Result<(), tonic::transport::Error> {
         match self {
-            Listener::Tcp(listener) => router.serve_with_incoming(TcpListenerStream::new(listener)).await,
+            Listener::Tcp(listener) => {
+                // Without TCP_NODELAY, Nagle's algorithm meets the peer's delayed ACKs and a
+                // small response waits ~40 ms: every request/response protocol wants it off.
+                let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                router.serve_with_incoming(incoming).await
+            }
             Listener::Injected { incoming, .. } => router.serve_with_incoming(incoming).await,
         }
     }

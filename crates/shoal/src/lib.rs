@@ -1,6 +1,7 @@
 //! The `shoal` binary's subcommands as a library, so integration tests (and `shoal up`) can
 //! drive whole clusters of `shoal server` processes through `local_cluster::LocalCluster`.
 
+pub mod bench;
 pub mod certs;
 pub mod faults;
 pub mod local_cluster;

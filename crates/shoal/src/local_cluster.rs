@@ -206,6 +206,11 @@ impl LocalCluster {
         }
     }
 
+    /// The process id of member `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.slot(i).child.as_ref().and_then(Child::id)
+    }
+
     /// Indices of the members whose process runs and is not paused.
     pub fn running(&self) -> Vec<usize> {
         (0..self.len()).filter(|i| self.state(*i) == ProcessState::Running).collect()

@@ -1,7 +1,7 @@
 //! The `shoal` binary: one executable for every role. Wiring only; the work lives in the crates.
 
 use clap::{Parser, Subcommand};
-use shoal::{faults, server, up};
+use shoal::{bench, faults, server, up};
 
 #[derive(Parser)]
 #[command(name = "shoal", version, about = "A Kubernetes-style container orchestrator in one binary")]
@@ -18,6 +18,15 @@ enum Command {
     Up(up::UpArgs),
     /// Read or change the fault plan of a running member's peer transport.
     Faults(faults::FaultsArgs),
+    /// Measure shoal beside its anchors.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The store against etcd 3.4: latency, throughput, watch latency, failover, memory.
+    Store(bench::BenchStoreArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +46,7 @@ fn main() -> anyhow::Result<()> {
             Command::Server(args) => server::run(args).await,
             Command::Up(args) => up::run(args).await,
             Command::Faults(args) => faults::run(args).await,
+            Command::Bench(BenchCommand::Store(args)) => bench::run(args).await,
         }
     })
 }

@@ -1,11 +1,13 @@
 //! etcd's `KV` service: range, put, delete-range, txn and compact.
 
+use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::command::{Operation, Outcome};
 use crate::etcd::convert;
 use crate::etcd::proto::etcdserverpb as pb;
 use crate::etcd::status::{header, read_status, write_status};
+use crate::limits::MAX_REQUEST_BYTES;
 use crate::store::{Consistency, Store};
 
 pub struct KvService {
@@ -18,10 +20,20 @@ impl KvService {
     }
 }
 
+/// Refuses a request over etcd's size limit with etcd's own error, which its clients know.
+/// (gRPC refuses anything far larger before it is even decoded.)
+fn checked<T: Message>(request: Request<T>) -> Result<T, Status> {
+    let request = request.into_inner();
+    if request.encoded_len() > MAX_REQUEST_BYTES {
+        return Err(Status::invalid_argument("etcdserver: request is too large"));
+    }
+    Ok(request)
+}
+
 #[tonic::async_trait]
 impl pb::kv_server::Kv for KvService {
     async fn range(&self, request: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
-        let (range, options) = convert::range_request_from_proto(request.into_inner())?;
+        let (range, options) = convert::range_request_from_proto(checked(request)?)?;
         let consistency =
             if options.serializable { Consistency::Serializable } else { Consistency::Linearizable };
         let (response, revision) = self.store.range(&range, consistency).await.map_err(read_status)?;
@@ -30,7 +42,7 @@ impl pb::kv_server::Kv for KvService {
     }
 
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
-        let put = convert::put_request_from_proto(request.into_inner())?;
+        let put = convert::put_request_from_proto(checked(request)?)?;
         let written = self.store.write(Operation::Put(put)).await.map_err(write_status)?;
         let header = header(&self.store, written.revision);
         match written.outcome {
@@ -43,7 +55,7 @@ impl pb::kv_server::Kv for KvService {
         &self,
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let delete = convert::delete_range_request_from_proto(request.into_inner())?;
+        let delete = convert::delete_range_request_from_proto(checked(request)?)?;
         let written = self.store.write(Operation::DeleteRange(delete)).await.map_err(write_status)?;
         let header = header(&self.store, written.revision);
         match written.outcome {
@@ -56,7 +68,7 @@ impl pb::kv_server::Kv for KvService {
 
     /// Every transaction, even a read-only one, goes through the log: simple and linearizable.
     async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
-        let (txn, options) = convert::txn_request_from_proto(request.into_inner())?;
+        let (txn, options) = convert::txn_request_from_proto(checked(request)?)?;
         let written = self.store.write(Operation::Txn(txn)).await.map_err(write_status)?;
         let header = header(&self.store, written.revision);
         match written.outcome {

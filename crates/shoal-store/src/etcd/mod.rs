@@ -23,12 +23,13 @@ use proto::etcdserverpb::{
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 
-/// Room for the gRPC envelope around a request of the largest allowed size.
-const ENVELOPE_BYTES: usize = 4 * 1024;
+/// The largest message gRPC decodes at all. Between `MAX_REQUEST_BYTES` and this, the KV
+/// service refuses with etcd's "request is too large"; beyond it gRPC refuses before decoding.
+const DECODE_LIMIT_BYTES: usize = 2 * MAX_REQUEST_BYTES;
 
-/// etcd's five services on one server; requests over `MAX_REQUEST_BYTES` are refused whole.
+/// etcd's five services on one server.
 pub fn services(mut server: Server, store: Store) -> Router {
-    let limit = MAX_REQUEST_BYTES + ENVELOPE_BYTES;
+    let limit = DECODE_LIMIT_BYTES;
     server
         .add_service(KvServer::new(kv::KvService::new(store.clone())).max_decoding_message_size(limit))
         .add_service(WatchServer::new(watch::WatchService::new(store.clone())).max_decoding_message_size(limit))
