@@ -19,6 +19,21 @@ pub struct ClientSequence {
     pub first_incomplete: u64,
 }
 
+/// What one Raft entry carries: the writes the leader gathered while its previous entries were
+/// being made durable (group commit). They apply in order, each with its own revision, exactly
+/// as if each had had an entry of its own; they only share the entry's fsync.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub commands: Vec<Command>,
+}
+
+/// What applying one entry produced: one response per command of its batch, in order. Blank
+/// and membership entries produce none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    pub responses: Vec<CommandResponse>,
+}
+
 /// One replicated write.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
@@ -32,11 +47,18 @@ pub enum Operation {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     /// Discard history below this revision.
-    Compact { revision: Revision },
+    Compact {
+        revision: Revision,
+    },
     /// Create a lease; the proposer chose the id, so that every replica agrees on it.
-    LeaseGrant { id: i64, ttl_seconds: i64 },
+    LeaseGrant {
+        id: i64,
+        ttl_seconds: i64,
+    },
     /// Delete a lease and every key attached to it (explicitly, or because it expired).
-    LeaseRevoke { id: i64 },
+    LeaseRevoke {
+        id: i64,
+    },
 }
 
 /// What applying one `Command` produced. `revision` is the store's revision after it.
@@ -54,8 +76,6 @@ pub enum Outcome {
     Compacted,
     LeaseGranted { id: i64, ttl_seconds: i64 },
     LeaseRevoked,
-    /// A membership change entry, or a blank entry of a new leader: no client asked for it.
-    Internal,
 }
 
 /// Why a replicated write was rejected when applied. Rejections are deterministic: every

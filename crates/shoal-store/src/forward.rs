@@ -16,13 +16,27 @@ pub enum ForwardRequest {
     Write(Command),
     /// The log index a read must wait for to be linearizable (Raft's ReadIndex).
     ReadIndex,
-    LeaseKeepAlive { id: i64 },
-    LeaseTimeToLive { id: i64 },
-    AddLearner { id: MemberId, member: Member },
-    Promote { id: MemberId },
-    Remove { id: MemberId },
+    LeaseKeepAlive {
+        id: i64,
+    },
+    LeaseTimeToLive {
+        id: i64,
+    },
+    AddLearner {
+        id: MemberId,
+        member: Member,
+    },
+    Promote {
+        id: MemberId,
+    },
+    Remove {
+        id: MemberId,
+    },
     /// A member announces where clients reach it.
-    PublishMember { id: MemberId, member: Member },
+    PublishMember {
+        id: MemberId,
+        member: Member,
+    },
     /// The membership as the leader sees it; a member joining an existing cluster asks this
     /// to learn its own id.
     Members,
@@ -31,9 +45,13 @@ pub enum ForwardRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ForwardResponse {
     Written(CommandResponse),
-    ReadIndex { index: u64 },
+    ReadIndex {
+        index: u64,
+    },
     /// The lease's TTL after the keep-alive; `None` if the lease does not exist.
-    LeaseKeepAlive { ttl_seconds: Option<i64> },
+    LeaseKeepAlive {
+        ttl_seconds: Option<i64>,
+    },
     LeaseTimeToLive(Option<LeaseTimeToLive>),
     MembershipChanged,
     Members(MemberList),

@@ -19,8 +19,7 @@ pub struct Lessor {
 impl Lessor {
     /// Starts a term of leadership: every known lease lives a full TTL from `now`.
     pub fn restart(&mut self, now: Instant, leases: impl IntoIterator<Item = (i64, i64)>) {
-        self.deadlines =
-            leases.into_iter().map(|(id, ttl_seconds)| (id, now + ttl(ttl_seconds))).collect();
+        self.deadlines = leases.into_iter().map(|(id, ttl_seconds)| (id, now + ttl(ttl_seconds))).collect();
     }
 
     /// Keeps the deadlines in step with the replicated leases: new ones get a full TTL, gone

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod mvcc;
 pub mod network;
 pub mod peer_service;
+pub mod proposer;
 pub mod raft;
 pub mod raft_network;
 pub mod request;

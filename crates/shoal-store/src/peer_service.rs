@@ -69,7 +69,9 @@ impl Peer for PeerService {
         let faults = self.store.transport().faults();
         let result: FaultsResult = match decode(request)? {
             FaultsRequest::Get => Ok(faults.plan()),
-            FaultsRequest::Set(plan) => faults.set_plan(plan.clone()).map(|()| plan).map_err(|e| e.to_string()),
+            FaultsRequest::Set(plan) => {
+                faults.set_plan(plan.clone()).map(|()| plan).map_err(|e| e.to_string())
+            }
         };
         encode(&result)
     }

@@ -13,7 +13,7 @@ use rand08::rngs::StdRng;
 use rand08::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, CommandResponse};
+use crate::command::{Batch, BatchResponse};
 
 /// A store member's id, as etcd's member id: unique for the life of the cluster.
 pub type MemberId = u64;
@@ -37,8 +37,8 @@ impl fmt::Display for Member {
 openraft::declare_raft_types!(
     /// The types openraft runs shoal's store with.
     pub TypeConfig:
-        D = Command,
-        R = CommandResponse,
+        D = Batch,
+        R = BatchResponse,
         NodeId = MemberId,
         Node = Member,
         Entry = openraft::Entry<TypeConfig>,

@@ -87,7 +87,8 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         rpc: VoteRequest<MemberId>,
         option: RPCOption,
     ) -> Result<VoteResponse<MemberId>, RPCError<MemberId, Member, RaftError<MemberId>>> {
-        let result: VoteResult = self.call(PeerRpc::Vote, &rpc, option.hard_ttl()).await.map_err(rpc_error)?;
+        let result: VoteResult =
+            self.call(PeerRpc::Vote, &rpc, option.hard_ttl()).await.map_err(rpc_error)?;
         result.map_err(|error| RPCError::RemoteError(RemoteError::new(self.target, error)))
     }
 

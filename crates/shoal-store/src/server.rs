@@ -187,7 +187,9 @@ pub fn cluster_id(cluster_token: &str) -> u64 {
 }
 
 fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
@@ -249,7 +251,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             .initial_cluster
             .iter()
             .map(|(name, peer_url)| {
-                let founder = Member { name: name.clone(), peer_url: peer_url.clone(), client_url: String::new() };
+                let founder =
+                    Member { name: name.clone(), peer_url: peer_url.clone(), client_url: String::new() };
                 (founding_member_id(&config.cluster_token, name), founder)
             })
             .collect();
@@ -266,7 +269,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         .max_encoding_message_size(MAX_FRAME_BYTES);
     let mut peer_server = tonic::transport::Server::builder();
     if let Some(tls) = &server_tls {
-        peer_server = peer_server.tls_config(tls.clone()).map_err(|e| StartError::TlsConfig(e.to_string()))?;
+        peer_server =
+            peer_server.tls_config(tls.clone()).map_err(|e| StartError::TlsConfig(e.to_string()))?;
     }
     let peer_router = peer_server.add_service(peer_service);
     tasks.spawn(async move {
@@ -373,10 +377,17 @@ async fn discover_identity(
     for attempt in 0..50 {
         for peer_url in config.initial_cluster.values().filter(|url| **url != member.peer_url) {
             let result: Result<ForwardResult, _> = transport
-                .call(NOT_A_MEMBER, peer_url, PeerRpc::Forward, &ForwardRequest::Members, Duration::from_secs(2))
+                .call(
+                    NOT_A_MEMBER,
+                    peer_url,
+                    PeerRpc::Forward,
+                    &ForwardRequest::Members,
+                    Duration::from_secs(2),
+                )
                 .await;
             if let Ok(Ok(ForwardResponse::Members(list))) = result {
-                let found = list.voters.iter().chain(&list.learners).find(|(_, m)| m.peer_url == member.peer_url);
+                let found =
+                    list.voters.iter().chain(&list.learners).find(|(_, m)| m.peer_url == member.peer_url);
                 return match found {
                     Some((id, _)) => Ok(IdentityFile { id: *id, cluster_id, name: config.name.clone() }),
                     None => Err(StartError::NotAMember { peer_url: member.peer_url.clone() }),

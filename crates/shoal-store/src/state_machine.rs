@@ -11,7 +11,9 @@ use bytes::Bytes;
 use openraft::EntryPayload;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{ClientSequence, Command, CommandError, CommandResponse, Operation, Outcome};
+use crate::command::{
+    BatchResponse, ClientSequence, Command, CommandError, CommandResponse, Operation, Outcome,
+};
 use crate::limits::{MAX_CLIENT_SESSIONS, MAX_LEASES, MAX_RESPONSES_PER_CLIENT};
 use crate::mvcc::{Event, EventKind, Mvcc};
 use crate::raft::{Entry, LogId, StoredMembership};
@@ -37,8 +39,10 @@ pub struct LeaseRecord {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct ClientSessions {
     by_client: BTreeMap<u64, Session>,
-    /// Log index of each session's last write → client: the eviction order.
-    by_last_index: BTreeMap<u64, u64>,
+    /// Each session's last write (by `writes_recorded`) → client: the eviction order.
+    by_last_write: BTreeMap<u64, u64>,
+    /// Writes recorded so far: a logical clock of client writes, equal on every replica.
+    writes_recorded: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -47,8 +51,8 @@ struct Session {
     responses: BTreeMap<u64, CommandResponse>,
     /// Sequences below this were dropped for the per-client limit, answered or not.
     forgotten_below: u64,
-    /// Log index of the client's latest write; 0 for none.
-    last_index: u64,
+    /// When the client's latest write was recorded (`writes_recorded`); 0 for never.
+    last_write: u64,
 }
 
 /// The snapshot could not be decoded: it was not produced by this version of shoal.
@@ -74,7 +78,7 @@ impl StateMachine {
     }
 
     /// Applies one committed entry. Entries must come in log order, each exactly once.
-    pub fn apply(&mut self, entry: &Entry) -> CommandResponse {
+    pub fn apply(&mut self, entry: &Entry) -> BatchResponse {
         assert!(
             self.last_applied.is_none_or(|applied| applied.index < entry.log_id.index),
             "entry {} applied after {:?}",
@@ -83,20 +87,18 @@ impl StateMachine {
         );
         self.last_applied = Some(entry.log_id);
         match &entry.payload {
-            EntryPayload::Blank => self.internal_response(),
+            EntryPayload::Blank => BatchResponse::default(),
             EntryPayload::Membership(membership) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
-                self.internal_response()
+                BatchResponse::default()
             }
-            EntryPayload::Normal(command) => self.apply_command(entry.log_id.index, command),
+            EntryPayload::Normal(batch) => BatchResponse {
+                responses: batch.commands.iter().map(|command| self.apply_command(command)).collect(),
+            },
         }
     }
 
-    fn internal_response(&self) -> CommandResponse {
-        CommandResponse { revision: self.mvcc.current_revision(), outcome: Ok(Outcome::Internal) }
-    }
-
-    fn apply_command(&mut self, index: u64, command: &Command) -> CommandResponse {
+    fn apply_command(&mut self, command: &Command) -> CommandResponse {
         let Some(client) = command.client else {
             return self.apply_operation(&command.operation);
         };
@@ -111,7 +113,7 @@ impl StateMachine {
             },
             SessionLookup::New => {
                 let response = self.apply_operation(&command.operation);
-                self.sessions.record(client, index, response.clone());
+                self.sessions.record(client, response.clone());
                 response
             }
         }
@@ -132,13 +134,12 @@ impl StateMachine {
                     Outcome::DeleteRange(response)
                 })
             }
-            Operation::Txn(txn) => self
-                .check_txn_leases(txn)
-                .and_then(|()| Ok(self.mvcc.txn(txn)?))
-                .map(|(response, events)| {
+            Operation::Txn(txn) => {
+                self.check_txn_leases(txn).and_then(|()| Ok(self.mvcc.txn(txn)?)).map(|(response, events)| {
                     self.track_lease_keys(&events);
                     Outcome::Txn(response)
-                }),
+                })
+            }
             Operation::Compact { revision } => {
                 self.mvcc.compact(*revision).map(|()| Outcome::Compacted).map_err(Into::into)
             }
@@ -202,7 +203,9 @@ impl StateMachine {
         let deletes = lease
             .keys
             .into_iter()
-            .map(|key| RequestOp::DeleteRange(DeleteRangeRequest { range: KeyRange::key(key), prev_kv: false }))
+            .map(|key| {
+                RequestOp::DeleteRange(DeleteRangeRequest { range: KeyRange::key(key), prev_kv: false })
+            })
             .collect::<Vec<_>>();
         if !deletes.is_empty() {
             let txn = TxnRequest { compare: Vec::new(), success: deletes, failure: Vec::new() };
@@ -236,30 +239,164 @@ impl ClientSessions {
         session.responses = session.responses.split_off(&client.first_incomplete);
         if let Some(response) = session.responses.get(&client.sequence) {
             SessionLookup::Answered(response.clone())
-        } else if client.sequence < client.first_incomplete
-            || session.forgotten_below > client.sequence
-        {
+        } else if client.sequence < client.first_incomplete || session.forgotten_below > client.sequence {
             SessionLookup::Forgotten
         } else {
             SessionLookup::New
         }
     }
 
-    fn record(&mut self, client: ClientSequence, index: u64, response: CommandResponse) {
+    fn record(&mut self, client: ClientSequence, response: CommandResponse) {
+        self.writes_recorded += 1;
+        let now = self.writes_recorded;
         let session = self.by_client.entry(client.client_id).or_default();
-        if session.last_index != 0 {
-            self.by_last_index.remove(&session.last_index);
+        if session.last_write != 0 {
+            self.by_last_write.remove(&session.last_write);
         }
-        session.last_index = index;
+        session.last_write = now;
         session.responses.insert(client.sequence, response);
         while session.responses.len() > MAX_RESPONSES_PER_CLIENT {
             let (sequence, _) = session.responses.pop_first().expect("over the limit, so not empty");
             session.forgotten_below = sequence + 1;
         }
-        self.by_last_index.insert(index, client.client_id);
+        self.by_last_write.insert(now, client.client_id);
         while self.by_client.len() > MAX_CLIENT_SESSIONS {
-            let (_, oldest) = self.by_last_index.pop_first().expect("sessions and their index agree");
+            let (_, oldest) = self.by_last_write.pop_first().expect("sessions and their order agree");
             self.by_client.remove(&oldest);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    use super::*;
+    use crate::command::Batch;
+    use crate::request::{PutRequest, RangeRequest};
+
+    fn entry(index: u64, commands: Vec<Command>) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Batch { commands }),
+        }
+    }
+
+    fn put(key: &str, value: &str, lease: i64) -> Operation {
+        Operation::Put(PutRequest {
+            key: key.to_owned().into(),
+            value: value.to_owned().into(),
+            lease,
+            ..Default::default()
+        })
+    }
+
+    fn command(client: Option<(u64, u64, u64)>, operation: Operation) -> Command {
+        let client = client.map(|(client_id, sequence, first_incomplete)| ClientSequence {
+            client_id,
+            sequence,
+            first_incomplete,
+        });
+        Command { client, operation }
+    }
+
+    fn value_of(machine: &StateMachine, key: &str) -> Option<Bytes> {
+        let request = RangeRequest { range: KeyRange::key(key.to_owned()), ..Default::default() };
+        machine
+            .mvcc()
+            .range(&request)
+            .expect("range at the current revision")
+            .kvs
+            .first()
+            .map(|kv| kv.value.clone())
+    }
+
+    // The commands of one batch apply in order, each with its own revision, as if each had
+    // had an entry of its own; a failing command leaves its neighbours untouched.
+    #[test]
+    fn a_batch_applies_each_command_with_its_own_revision() {
+        let mut machine = StateMachine::default();
+        let responses = machine.apply(&entry(
+            1,
+            vec![
+                command(None, put("a", "1", 0)),
+                command(None, put("b", "2", 7)),
+                command(None, put("a", "3", 0)),
+            ],
+        ));
+        let revisions: Vec<_> = responses.responses.iter().map(|r| r.revision).collect();
+        assert_eq!(revisions, vec![2, 2, 3], "the unknown lease fails without advancing the revision");
+        assert_eq!(responses.responses[1].outcome, Err(CommandError::LeaseNotFound { id: 7 }));
+        assert_eq!(value_of(&machine, "a").as_deref(), Some(&b"3"[..]));
+        assert_eq!(value_of(&machine, "b"), None);
+    }
+
+    // A retried write (same client and sequence) is answered from the session, in the same
+    // batch or a later one, and applied once; an acknowledged and forgotten one is refused.
+    #[test]
+    fn retried_writes_apply_at_most_once() {
+        let mut machine = StateMachine::default();
+        let first = machine.apply(&entry(
+            1,
+            vec![command(Some((9, 1, 1)), put("k", "v1", 0)), command(Some((9, 1, 1)), put("k", "v1", 0))],
+        ));
+        assert_eq!(first.responses[0], first.responses[1]);
+        assert_eq!(machine.mvcc().current_revision(), 2, "applied once");
+        let retry = machine.apply(&entry(2, vec![command(Some((9, 1, 1)), put("k", "v1", 0))]));
+        assert_eq!(retry.responses[0], first.responses[0]);
+        assert_eq!(machine.mvcc().current_revision(), 2, "still applied once");
+        // The client saw sequence 1 complete; a late duplicate of it must not apply again.
+        let stale = machine.apply(&entry(3, vec![command(Some((9, 1, 2)), put("k", "v1", 0))]));
+        assert!(matches!(stale.responses[0].outcome, Err(CommandError::StaleSequence { .. })));
+        assert_eq!(machine.mvcc().current_revision(), 2);
+    }
+
+    // Keys put with a lease are deleted, in one revision, when the lease is revoked; a key
+    // moved to another lease, or deleted, no longer belongs to the first.
+    #[test]
+    fn revoking_a_lease_deletes_exactly_its_keys() {
+        let mut machine = StateMachine::default();
+        machine.apply(&entry(
+            1,
+            vec![
+                command(None, Operation::LeaseGrant { id: 5, ttl_seconds: 10 }),
+                command(None, Operation::LeaseGrant { id: 6, ttl_seconds: 10 }),
+                command(None, put("a", "1", 5)),
+                command(None, put("b", "1", 5)),
+                command(None, put("c", "1", 5)),
+                command(None, put("b", "2", 6)),
+            ],
+        ));
+        assert_eq!(machine.leases()[&5].keys.len(), 2);
+        let before = machine.mvcc().current_revision();
+        let revoked = machine.apply(&entry(2, vec![command(None, Operation::LeaseRevoke { id: 5 })]));
+        assert_eq!(revoked.responses[0].outcome, Ok(Outcome::LeaseRevoked));
+        assert_eq!(machine.mvcc().current_revision(), before + 1, "one revision for all the keys");
+        assert_eq!((value_of(&machine, "a"), value_of(&machine, "c")), (None, None));
+        assert_eq!(value_of(&machine, "b").as_deref(), Some(&b"2"[..]));
+        assert!(!machine.leases().contains_key(&5));
+        let again = machine.apply(&entry(3, vec![command(None, Operation::LeaseRevoke { id: 5 })]));
+        assert_eq!(again.responses[0].outcome, Err(CommandError::LeaseNotFound { id: 5 }));
+    }
+
+    // A snapshot restores everything a replica needs: data, leases, sessions, applied id.
+    #[test]
+    fn snapshot_round_trips_the_whole_state() {
+        let mut machine = StateMachine::default();
+        machine.apply(&entry(
+            1,
+            vec![
+                command(None, Operation::LeaseGrant { id: 5, ttl_seconds: 10 }),
+                command(Some((1, 1, 1)), put("a", "1", 5)),
+            ],
+        ));
+        let mut restored = StateMachine::from_snapshot(&machine.to_snapshot()).expect("decodable");
+        assert_eq!(restored.last_applied(), machine.last_applied());
+        assert_eq!(restored.leases(), machine.leases());
+        assert_eq!(value_of(&restored, "a"), value_of(&machine, "a"));
+        let retry = restored.apply(&entry(2, vec![command(Some((1, 1, 1)), put("a", "1", 5))]));
+        assert_eq!(retry.responses[0].revision, 2, "answered from the session that survived the snapshot");
+        assert_eq!(restored.mvcc().current_revision(), 2, "not applied again");
+        assert!(StateMachine::from_snapshot(b"not a snapshot").is_err());
     }
 }

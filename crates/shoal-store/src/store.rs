@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -19,10 +18,13 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::command::{ClientSequence, Command, CommandError, CommandResponse, Operation, Outcome};
-use crate::forward::{ForwardError, ForwardRequest, ForwardResponse, ForwardResult, LeaseTimeToLive, MemberList};
+use crate::forward::{
+    ForwardError, ForwardRequest, ForwardResponse, ForwardResult, LeaseTimeToLive, MemberList,
+};
 use crate::lessor::Lessor;
 use crate::limits::MAX_RESPONSES_PER_CLIENT;
 use crate::mvcc::Revision;
+use crate::proposer::{ProposeError, Proposer, ReadIndexCoalescer, ReadIndexError};
 use crate::raft::{Member, MemberId, Raft};
 use crate::request::{RangeRequest, RangeResponse};
 use crate::storage::SharedState;
@@ -110,6 +112,8 @@ struct Inner {
     transport: Arc<PeerTransport>,
     lessor: Mutex<Lessor>,
     writes: WriteSequencer,
+    proposer: Proposer,
+    read_index: ReadIndexCoalescer,
     db_size: Box<dyn Fn() -> u64 + Send + Sync>,
     /// Draws the lease and member ids this member chooses; seeded in a simulation.
     rng: Mutex<StdRng>,
@@ -158,7 +162,10 @@ impl Store {
         };
         let lessor = Mutex::default();
         let rng = Mutex::new(rng);
-        let inner = Inner { identity, raft, shared, transport, lessor, writes, db_size, rng };
+        let proposer = Proposer::start(raft.clone());
+        let read_index = ReadIndexCoalescer::start(raft.clone());
+        let inner =
+            Inner { identity, raft, shared, transport, lessor, writes, proposer, read_index, db_size, rng };
         Store { inner: Arc::new(inner) }
     }
 
@@ -234,22 +241,23 @@ impl Store {
     async fn propose(&self, command: Command, deadline: Instant) -> Result<CommandResponse, AttemptError> {
         // A leader that lost its quorum stays leader and never commits: stop waiting at the
         // deadline. The entry is in the log and may still commit.
-        let writing = self.inner.raft.client_write(command);
-        let Ok(written) = tokio::time::timeout_at(deadline, writing).await else {
+        let proposing = self.inner.proposer.propose(command);
+        let Ok(proposed) = tokio::time::timeout_at(deadline, proposing).await else {
             return Err(AttemptError::MaybeApplied);
         };
-        match written {
-            Ok(written) => Ok(written.data),
+        match proposed {
+            Ok(response) => Ok(response),
             // Leadership may have moved after the entry was appended: it may still commit.
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(AttemptError::MaybeApplied),
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(error))) => {
-                unreachable!("a normal entry cannot fail a membership change: {error}")
-            }
-            Err(RaftError::Fatal(_)) => Err(AttemptError::Stopping),
+            Err(ProposeError::NotLeader { .. }) => Err(AttemptError::MaybeApplied),
+            Err(ProposeError::Stopping) => Err(AttemptError::Stopping),
         }
     }
 
-    async fn forward_write(&self, leader: MemberId, command: Command) -> Result<CommandResponse, AttemptError> {
+    async fn forward_write(
+        &self,
+        leader: MemberId,
+        command: Command,
+    ) -> Result<CommandResponse, AttemptError> {
         match self.forward(leader, ForwardRequest::Write(command)).await {
             Ok(ForwardResponse::Written(response)) => Ok(response),
             Ok(other) => panic!("leader answered a write with {other:?}"),
@@ -266,7 +274,10 @@ impl Store {
         let pause = tokio::time::sleep(RETRY_PAUSE);
         let changed = async {
             // The guard `wait_for` returns is not `Send`; drop it at once.
-            let _ = metrics.wait_for(|m| m.current_leader != previous && m.current_leader.is_some()).await.map(drop);
+            let _ = metrics
+                .wait_for(|m| m.current_leader != previous && m.current_leader.is_some())
+                .await
+                .map(drop);
         };
         let until_deadline = tokio::time::sleep_until(deadline);
         tokio::select! {
@@ -297,7 +308,7 @@ impl Store {
             let leader = self.leader();
             let index = match leader {
                 None => None,
-                Some(leader) if leader == self.id() => self.local_read_index().await?,
+                Some(leader) if leader == self.id() => self.local_read_index(deadline).await?,
                 Some(leader) => match self.forward(leader, ForwardRequest::ReadIndex).await {
                     Ok(ForwardResponse::ReadIndex { index }) => Some(index),
                     Ok(other) => panic!("leader answered a read index with {other:?}"),
@@ -313,12 +324,12 @@ impl Store {
     }
 
     /// On the leader: confirms leadership with a quorum and returns the index to read at.
-    async fn local_read_index(&self) -> Result<Option<u64>, ReadError> {
-        match self.inner.raft.get_read_log_id().await {
-            Ok((read_log_id, _applied)) => Ok(Some(read_log_id.map_or(0, |id| id.index))),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Ok(None),
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Ok(None),
-            Err(RaftError::Fatal(_)) => Err(ReadError::Stopping),
+    async fn local_read_index(&self, deadline: Instant) -> Result<Option<u64>, ReadError> {
+        let confirming = self.inner.read_index.read_index();
+        match tokio::time::timeout_at(deadline, confirming).await {
+            Ok(Ok(index)) => Ok(Some(index)),
+            Ok(Err(ReadIndexError::NotLeader { .. } | ReadIndexError::NoQuorum { .. })) | Err(_) => Ok(None),
+            Ok(Err(ReadIndexError::Stopping)) => Err(ReadError::Stopping),
         }
     }
 
@@ -335,8 +346,8 @@ impl Store {
     /// Grants a lease; `id` 0 lets the store choose one.
     pub async fn lease_grant(&self, id: i64, ttl_seconds: i64) -> Result<(i64, i64, Revision), WriteError> {
         let id = if id == 0 { self.choose_lease_id() } else { id };
-        let ttl_seconds = ttl_seconds
-            .clamp(crate::limits::MIN_LEASE_TTL_SECONDS, crate::limits::MAX_LEASE_TTL_SECONDS);
+        let ttl_seconds =
+            ttl_seconds.clamp(crate::limits::MIN_LEASE_TTL_SECONDS, crate::limits::MAX_LEASE_TTL_SECONDS);
         let response = self.write(Operation::LeaseGrant { id, ttl_seconds }).await?;
         match response.outcome {
             Ok(Outcome::LeaseGranted { id, ttl_seconds }) => Ok((id, ttl_seconds, response.revision)),
@@ -425,8 +436,14 @@ impl Store {
         Err(last_error)
     }
 
-    async fn forward(&self, leader: MemberId, request: ForwardRequest) -> Result<ForwardResponse, ForwardFailure> {
-        let url = self.peer_url_of(leader).ok_or(ForwardFailure::Refused(ForwardError::NotLeader { leader: None }))?;
+    async fn forward(
+        &self,
+        leader: MemberId,
+        request: ForwardRequest,
+    ) -> Result<ForwardResponse, ForwardFailure> {
+        let url = self
+            .peer_url_of(leader)
+            .ok_or(ForwardFailure::Refused(ForwardError::NotLeader { leader: None }))?;
         let result: ForwardResult = self
             .inner
             .transport
@@ -439,7 +456,11 @@ impl Store {
     fn peer_url_of(&self, id: MemberId) -> Option<String> {
         let metrics = self.inner.raft.metrics();
         let metrics = metrics.borrow();
-        metrics.membership_config.nodes().find(|(node_id, _)| **node_id == id).map(|(_, m)| m.peer_url.clone())
+        metrics
+            .membership_config
+            .nodes()
+            .find(|(node_id, _)| **node_id == id)
+            .map(|(_, m)| m.peer_url.clone())
     }
 
     /// Serves a request forwarded by another member (or by this one, being the leader).
@@ -449,37 +470,37 @@ impl Store {
             ForwardRequest::Write(command) => {
                 // The forwarder gives up after `FORWARD_TIMEOUT`; without a quorum the entry
                 // would never commit and this task would wait forever. It may still commit.
-                let writing = raft.client_write(command);
-                let Ok(written) = tokio::time::timeout(FORWARD_TIMEOUT, writing).await else {
-                    let reason = "the write was not committed in time".to_owned();
-                    return Err(ForwardError::NoQuorum { reason });
-                };
-                match written {
-                    Ok(written) => Ok(ForwardResponse::Written(written.data)),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                        Err(ForwardError::NotLeader { leader: f.leader_id })
+                let proposing = self.inner.proposer.propose(command);
+                match tokio::time::timeout(FORWARD_TIMEOUT, proposing).await {
+                    Ok(Ok(response)) => Ok(ForwardResponse::Written(response)),
+                    Ok(Err(ProposeError::NotLeader { leader })) => Err(ForwardError::NotLeader { leader }),
+                    Ok(Err(ProposeError::Stopping)) => Err(ForwardError::Stopping),
+                    Err(_) => {
+                        Err(ForwardError::NoQuorum { reason: "the write was not committed in time".into() })
                     }
-                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                        unreachable!("a normal entry cannot fail a membership change: {e}")
-                    }
-                    Err(RaftError::Fatal(_)) => Err(ForwardError::Stopping),
                 }
             }
-            ForwardRequest::ReadIndex => match raft.get_read_log_id().await {
-                Ok((read_log_id, _)) => Ok(ForwardResponse::ReadIndex { index: read_log_id.map_or(0, |id| id.index) }),
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                    Err(ForwardError::NotLeader { leader: f.leader_id })
+            ForwardRequest::ReadIndex => {
+                let confirming = self.inner.read_index.read_index();
+                match tokio::time::timeout(FORWARD_TIMEOUT, confirming).await {
+                    Ok(Ok(index)) => Ok(ForwardResponse::ReadIndex { index }),
+                    Ok(Err(ReadIndexError::NotLeader { leader })) => Err(ForwardError::NotLeader { leader }),
+                    Ok(Err(ReadIndexError::NoQuorum { reason })) => Err(ForwardError::NoQuorum { reason }),
+                    Ok(Err(ReadIndexError::Stopping)) => Err(ForwardError::Stopping),
+                    Err(_) => Err(ForwardError::NoQuorum {
+                        reason: "the read index was not confirmed in time".into(),
+                    }),
                 }
-                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                    Err(ForwardError::NoQuorum { reason: e.to_string() })
-                }
-                Err(RaftError::Fatal(_)) => Err(ForwardError::Stopping),
-            },
+            }
             ForwardRequest::LeaseKeepAlive { id } => {
                 self.ensure_leader()?;
                 let ttl = self.lease_ttl(id);
                 if let Some(ttl_seconds) = ttl {
-                    self.inner.lessor.lock().expect("lessor lock poisoned").renew(Instant::now(), id, ttl_seconds);
+                    self.inner.lessor.lock().expect("lessor lock poisoned").renew(
+                        Instant::now(),
+                        id,
+                        ttl_seconds,
+                    );
                 }
                 Ok(ForwardResponse::LeaseKeepAlive { ttl_seconds: ttl })
             }
@@ -496,7 +517,9 @@ impl Store {
             ForwardRequest::PublishMember { id, member } => {
                 self.ensure_leader()?;
                 let nodes = [(id, member)].into_iter().collect();
-                raft.change_membership(ChangeMembers::SetNodes(nodes), false).await.map_err(membership_error)?;
+                raft.change_membership(ChangeMembers::SetNodes(nodes), false)
+                    .await
+                    .map_err(membership_error)?;
                 Ok(ForwardResponse::MembershipChanged)
             }
             ForwardRequest::Promote { id } => {
@@ -508,7 +531,9 @@ impl Store {
                     });
                 }
                 let voters = [id].into_iter().collect();
-                raft.change_membership(ChangeMembers::AddVoterIds(voters), false).await.map_err(membership_error)?;
+                raft.change_membership(ChangeMembers::AddVoterIds(voters), false)
+                    .await
+                    .map_err(membership_error)?;
                 Ok(ForwardResponse::MembershipChanged)
             }
             ForwardRequest::Remove { id } => {

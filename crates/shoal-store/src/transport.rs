@@ -110,7 +110,7 @@ impl PeerTransport {
             tokio::time::sleep_until(deadline).await;
             return Err(TransportError::MaybeDelivered { target, reason: "request timed out".into() });
         }
-        tokio::time::sleep(outbound.delay).await;
+        hold(outbound.delay).await;
         if outbound.duplicate {
             let mut copy = client.clone();
             let frame = Frame { payload: payload.clone().into() };
@@ -118,7 +118,8 @@ impl PeerTransport {
         }
 
         let mut client = client;
-        let sent = tokio::time::timeout_at(deadline, send(&mut client, rpc, Frame { payload: payload.into() }));
+        let sent =
+            tokio::time::timeout_at(deadline, send(&mut client, rpc, Frame { payload: payload.into() }));
         let answer = match sent.await {
             Err(_elapsed) => {
                 return Err(TransportError::MaybeDelivered { target, reason: "request timed out".into() });
@@ -132,13 +133,18 @@ impl PeerTransport {
             tokio::time::sleep_until(deadline).await;
             return Err(TransportError::MaybeDelivered { target, reason: "response lost".into() });
         }
-        tokio::time::sleep(inbound.delay).await;
+        hold(inbound.delay).await;
         postcard::from_bytes(&answer.payload).map_err(|source| TransportError::Undecodable { target, source })
     }
 
     fn decide(&self, from: MemberId, to: MemberId) -> shoal_chaos::Verdict {
         if from == NOT_A_MEMBER || to == NOT_A_MEMBER {
-            return shoal_chaos::Verdict { deliver: true, delay: Duration::ZERO, duplicate: false, reordered: false };
+            return shoal_chaos::Verdict {
+                deliver: true,
+                delay: Duration::ZERO,
+                duplicate: false,
+                reordered: false,
+            };
         }
         self.faults.decide(from, to)
     }
@@ -171,6 +177,14 @@ impl PeerTransport {
             endpoint = endpoint.tls_config(tls.clone()).map_err(|error| error.to_string())?;
         }
         Ok(self.network.channel(endpoint))
+    }
+}
+
+/// Holds a message for an injected delay. No delay means no timer at all: tokio's timers tick
+/// in milliseconds, so even a zero sleep could cost one.
+async fn hold(delay: Duration) {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
 }
 

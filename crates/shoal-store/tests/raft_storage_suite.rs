@@ -8,7 +8,7 @@ use openraft::testing::{StoreBuilder, Suite};
 use openraft::{
     CommittedLeaderId, EntryPayload, Membership, RaftLogReader, RaftSnapshotBuilder, StorageIOError,
 };
-use shoal_store::command::{Command, Operation};
+use shoal_store::command::{Batch, Command, Operation};
 use shoal_store::raft::{Entry, LogId, Member, StorageError, TypeConfig, Vote};
 use shoal_store::request::PutRequest;
 use shoal_store::state_machine::StateMachine;
@@ -49,7 +49,10 @@ fn put(index: u64, key: &'static str, value: &'static str) -> Entry {
         value: Bytes::from_static(value.as_bytes()),
         ..PutRequest::default()
     });
-    Entry { log_id: log_id(1, index), payload: EntryPayload::Normal(Command { client: None, operation }) }
+    Entry {
+        log_id: log_id(1, index),
+        payload: EntryPayload::Normal(Batch { commands: vec![Command { client: None, operation }] }),
+    }
 }
 
 fn membership(index: u64) -> Entry {

@@ -60,7 +60,14 @@ impl pb::cluster_server::Cluster for ClusterService {
         let [peer_url] = request.peer_ur_ls.as_slice() else {
             return Err(Status::invalid_argument("etcdserver: exactly one peer URL per member"));
         };
-        if self.store.members().voters.values().chain(self.store.members().learners.values()).any(|m| m.peer_url == *peer_url) {
+        if self
+            .store
+            .members()
+            .voters
+            .values()
+            .chain(self.store.members().learners.values())
+            .any(|m| m.peer_url == *peer_url)
+        {
             return Err(Status::failed_precondition("etcdserver: Peer URLs already exists"));
         }
         let member = Member { name: String::new(), peer_url: peer_url.clone(), client_url: String::new() };

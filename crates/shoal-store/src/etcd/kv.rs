@@ -72,7 +72,9 @@ impl pb::kv_server::Kv for KvService {
         let written = self.store.write(Operation::Txn(txn)).await.map_err(write_status)?;
         let header = header(&self.store, written.revision);
         match written.outcome {
-            Ok(Outcome::Txn(response)) => Ok(Response::new(convert::txn_response_to_proto(response, &options, header))),
+            Ok(Outcome::Txn(response)) => {
+                Ok(Response::new(convert::txn_response_to_proto(response, &options, header)))
+            }
             other => panic!("txn answered with {other:?}"),
         }
     }

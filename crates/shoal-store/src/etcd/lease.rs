@@ -36,7 +36,8 @@ impl pb::lease_server::Lease for LeaseService {
         if request.id < 0 {
             return Err(Status::invalid_argument("etcdserver: lease id must be positive"));
         }
-        let (id, ttl, revision) = self.store.lease_grant(request.id, request.ttl).await.map_err(write_status)?;
+        let (id, ttl, revision) =
+            self.store.lease_grant(request.id, request.ttl).await.map_err(write_status)?;
         let header = Some(header(&self.store, revision));
         Ok(Response::new(pb::LeaseGrantResponse { header, id, ttl, error: String::new() }))
     }
@@ -86,7 +87,9 @@ impl pb::lease_server::Lease for LeaseService {
         let header = Some(header(&self.store, self.store.revision()));
         let response = match answer {
             // etcd answers an unknown lease with TTL -1, which etcdctl prints as expired.
-            None => pb::LeaseTimeToLiveResponse { header, id: request.id, ttl: -1, granted_ttl: 0, keys: vec![] },
+            None => {
+                pb::LeaseTimeToLiveResponse { header, id: request.id, ttl: -1, granted_ttl: 0, keys: vec![] }
+            }
             Some(lease) => pb::LeaseTimeToLiveResponse {
                 header,
                 id: lease.id,

@@ -27,12 +27,18 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Sta
 #[tonic::async_trait]
 impl pb::maintenance_server::Maintenance for MaintenanceService {
     /// shoal raises no alarms: it has no space quota yet.
-    async fn alarm(&self, _request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        _request: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
         let header = Some(header(&self.store, self.store.revision()));
         Ok(Response::new(pb::AlarmResponse { header, alarms: vec![] }))
     }
 
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let status = self.store.status();
         let db_size = i64::try_from(status.db_size_bytes).unwrap_or(i64::MAX);
         Ok(Response::new(pb::StatusResponse {
@@ -65,13 +71,19 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         Err(Status::unimplemented("shoal: hash is not supported"))
     }
 
-    async fn hash_kv(&self, _request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        _request: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
         Err(Status::unimplemented("shoal: hashkv is not supported"))
     }
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
         Err(Status::unimplemented("shoal: snapshot download is not supported; the store snapshots itself"))
     }
 

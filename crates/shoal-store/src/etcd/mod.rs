@@ -4,12 +4,12 @@
 //! those wire messages and shoal's request types; the gRPC services live in their own modules
 //! beside them.
 
-pub mod convert;
-pub mod proto;
 pub mod cluster;
+pub mod convert;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod proto;
 pub mod status;
 pub mod watch;
 
@@ -32,12 +32,17 @@ pub fn services(mut server: Server, store: Store) -> Router {
     let limit = DECODE_LIMIT_BYTES;
     server
         .add_service(KvServer::new(kv::KvService::new(store.clone())).max_decoding_message_size(limit))
-        .add_service(WatchServer::new(watch::WatchService::new(store.clone())).max_decoding_message_size(limit))
-        .add_service(LeaseServer::new(lease::LeaseService::new(store.clone())).max_decoding_message_size(limit))
+        .add_service(
+            WatchServer::new(watch::WatchService::new(store.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(
+            LeaseServer::new(lease::LeaseService::new(store.clone())).max_decoding_message_size(limit),
+        )
         .add_service(
             ClusterServer::new(cluster::ClusterService::new(store.clone())).max_decoding_message_size(limit),
         )
         .add_service(
-            MaintenanceServer::new(maintenance::MaintenanceService::new(store)).max_decoding_message_size(limit),
+            MaintenanceServer::new(maintenance::MaintenanceService::new(store))
+                .max_decoding_message_size(limit),
         )
 }

@@ -37,14 +37,18 @@ pub fn mvcc_status(error: &MvccError) -> Status {
 pub fn write_status(error: WriteError) -> Status {
     match error {
         WriteError::Rejected(CommandError::Mvcc(error)) => mvcc_status(&error),
-        WriteError::Rejected(error @ CommandError::LeaseNotFound { .. }) => Status::not_found(error.to_string()),
+        WriteError::Rejected(error @ CommandError::LeaseNotFound { .. }) => {
+            Status::not_found(error.to_string())
+        }
         WriteError::Rejected(error @ CommandError::LeaseExists { .. }) => {
             Status::failed_precondition(error.to_string())
         }
         WriteError::Rejected(error @ CommandError::TooManyLeases { .. }) => {
             Status::resource_exhausted(error.to_string())
         }
-        WriteError::Rejected(error @ CommandError::StaleSequence { .. }) => Status::aborted(error.to_string()),
+        WriteError::Rejected(error @ CommandError::StaleSequence { .. }) => {
+            Status::aborted(error.to_string())
+        }
         WriteError::NoLeader => Status::unavailable(error.to_string()),
         WriteError::OutcomeUnknown => Status::deadline_exceeded(error.to_string()),
         WriteError::Stopping => Status::unavailable(error.to_string()),
@@ -54,7 +58,9 @@ pub fn write_status(error: WriteError) -> Status {
 pub fn read_status(error: ReadError) -> Status {
     match error {
         ReadError::Mvcc(error) => mvcc_status(&error),
-        ReadError::NoLeader | ReadError::Timeout | ReadError::Stopping => Status::unavailable(error.to_string()),
+        ReadError::NoLeader | ReadError::Timeout | ReadError::Stopping => {
+            Status::unavailable(error.to_string())
+        }
     }
 }
 

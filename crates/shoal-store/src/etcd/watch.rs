@@ -63,7 +63,8 @@ impl pb::watch_server::Watch for WatchService {
             Status::resource_exhausted(format!("shoal: too many watch streams (limit {MAX_WATCH_STREAMS})"))
         })?;
         let (sender, receiver) = mpsc::channel(WATCH_RESPONSE_BUFFER);
-        let stream = StreamState { store: self.store.clone(), responses: sender, watches: HashMap::new(), next_id: 0 };
+        let stream =
+            StreamState { store: self.store.clone(), responses: sender, watches: HashMap::new(), next_id: 0 };
         let requests = request.into_inner();
         tokio::spawn(async move {
             stream.serve(requests).await;
@@ -212,7 +213,8 @@ impl Watcher {
             let read = {
                 let machine = self.store.shared().machine.read().expect("state machine lock poisoned");
                 let mvcc = machine.mvcc();
-                mvcc.events(next, &self.range, MAX_EVENTS_PER_WATCH_RESPONSE).map(|batch| (batch, mvcc.current_revision()))
+                mvcc.events(next, &self.range, MAX_EVENTS_PER_WATCH_RESPONSE)
+                    .map(|batch| (batch, mvcc.current_revision()))
             };
             let (batch, current) = match read {
                 Ok(read) => read,
@@ -222,12 +224,17 @@ impl Watcher {
                 }
                 Err(error) => panic!("reading the change log from {next} failed: {error}"),
             };
-            let events: Vec<_> = batch.events.into_iter().filter(|event| self.wanted(event.kind)).map(|mut event| {
-                if !self.prev_kv {
-                    event.prev_kv = None;
-                }
-                event_to_proto(event)
-            }).collect();
+            let events: Vec<_> = batch
+                .events
+                .into_iter()
+                .filter(|event| self.wanted(event.kind))
+                .map(|mut event| {
+                    if !self.prev_kv {
+                        event.prev_kv = None;
+                    }
+                    event_to_proto(event)
+                })
+                .collect();
             if !events.is_empty() {
                 let response = pb::WatchResponse { events, ..self.response(current) };
                 if self.responses.send(Ok(response)).await.is_err() {
@@ -262,7 +269,11 @@ impl Watcher {
     }
 
     fn response(&self, revision: Revision) -> pb::WatchResponse {
-        pb::WatchResponse { header: Some(header(&self.store, revision)), watch_id: self.id, ..Default::default() }
+        pb::WatchResponse {
+            header: Some(header(&self.store, revision)),
+            watch_id: self.id,
+            ..Default::default()
+        }
     }
 
     fn compacted(&self, compact_revision: Revision) -> pb::WatchResponse {

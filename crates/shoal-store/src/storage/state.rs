@@ -17,7 +17,7 @@ use super::{
     Db, DbError, SNAPSHOT, SNAPSHOT_BUILDS_KEY, SNAPSHOT_DATA_KEY, SNAPSHOT_META_KEY, StorageOpenError,
     encode, run_blocking, storage_error,
 };
-use crate::command::CommandResponse;
+use crate::command::BatchResponse;
 use crate::raft::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::state_machine::StateMachine;
 
@@ -110,7 +110,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     /// Applies the batch under one write-lock acquisition, then publishes the new revision and
     /// index once. Applying is in-memory work bounded by openraft's batch size, so it runs on
     /// the async thread rather than paying for a hop to the blocking pool.
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResponse>, StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,

@@ -45,7 +45,13 @@ pub struct EtcdCluster {
 
 impl EtcdCluster {
     /// Starts `size` etcd members with client ports `base_port + 10·i` (peer: the next port).
-    pub async fn start(exe: &Path, dir: &Path, pki_dir: &Path, size: usize, base_port: u16) -> anyhow::Result<Self> {
+    pub async fn start(
+        exe: &Path,
+        dir: &Path,
+        pki_dir: &Path,
+        size: usize,
+        base_port: u16,
+    ) -> anyhow::Result<Self> {
         let ca = certs::ensure_ca(pki_dir, "shoal")?;
         let members: Vec<EtcdMember> = (0..size)
             .map(|i| {

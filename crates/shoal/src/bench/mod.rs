@@ -70,7 +70,8 @@ pub async fn run(args: BenchStoreArgs) -> anyhow::Result<()> {
 
         let etcd_dir = args.dir.join(format!("etcd-{members}"));
         std::fs::create_dir_all(&etcd_dir)?;
-        let etcd = etcd::EtcdCluster::start(&args.etcd, &etcd_dir, &shoal_dir.join("pki"), members, 42379).await?;
+        let etcd =
+            etcd::EtcdCluster::start(&args.etcd, &etcd_dir, &shoal_dir.join("pki"), members, 42379).await?;
         let mut etcd_target = Target::Etcd(etcd, shoal_dir.join("pki"));
         wait_leader(&etcd_target).await?;
         let etcd_figures = measure(&mut etcd_target, &args).await.context("measuring etcd")?;
@@ -189,7 +190,14 @@ async fn wait_leader(target: &Target) -> anyhow::Result<usize> {
 /// Resident set size of a process, from /proc.
 fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status.lines().find_map(|line| line.strip_prefix("VmRSS:"))?.trim().trim_end_matches(" kB").trim().parse().ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kib / 1024.0)
 }
 
@@ -218,19 +226,37 @@ async fn measure(target: &mut Target, args: &BenchStoreArgs) -> anyhow::Result<V
         let sampler = sample_rss_midway(target, duration);
         let result = workload::throughput(&channels, clients, Request::Put, duration).await?;
         let rss = sampler.await.context("sampling RSS")?;
-        figures.push(figure(format!("put throughput, {clients} clients"), result.ops_per_second, "ops/s", true));
-        figures.push(figure(format!("put latency p99, {clients} clients"), ms(result.latency.p99_us), "ms", false));
+        figures.push(figure(
+            format!("put throughput, {clients} clients"),
+            result.ops_per_second,
+            "ops/s",
+            true,
+        ));
+        figures.push(figure(
+            format!("put latency p99, {clients} clients"),
+            ms(result.latency.p99_us),
+            "ms",
+            false,
+        ));
         if clients == 256 {
             figures.push(figure("member RSS, 256 clients putting", rss, "MiB", false));
         }
     }
-    for (name, request) in [("linearizable", Request::LinearizableRange), ("serializable", Request::SerializableRange)] {
+    for (name, request) in
+        [("linearizable", Request::LinearizableRange), ("serializable", Request::SerializableRange)]
+    {
         let result = workload::throughput(&channels, 64, request, duration).await?;
-        figures.push(figure(format!("{name} range throughput, 64 clients"), result.ops_per_second, "ops/s", true));
+        figures.push(figure(
+            format!("{name} range throughput, 64 clients"),
+            result.ops_per_second,
+            "ops/s",
+            true,
+        ));
     }
 
     let watcher = workload::connect(&[endpoints[endpoints.len() - 1].clone()], &tls, 1).await?.remove(0);
-    let watch: Latency = workload::put_to_watch(leader_channel, watcher, args.latency_samples.min(500)).await?;
+    let watch: Latency =
+        workload::put_to_watch(leader_channel, watcher, args.latency_samples.min(500)).await?;
     figures.push(figure("put-to-watch latency p50", ms(watch.p50_us), "ms", false));
     figures.push(figure("put-to-watch latency p99", ms(watch.p99_us), "ms", false));
 
@@ -269,10 +295,12 @@ async fn failover(target: &mut Target, tls: &ClientTlsConfig, trials: usize) -> 
         let fault_at = Instant::now();
         target.kill(leader).await?;
         let successes = recorder.await?;
-        let gap = workload::unavailability(&successes, fault_at).context("no write succeeded after the kill")?;
+        let gap =
+            workload::unavailability(&successes, fault_at).context("no write succeeded after the kill")?;
         gaps.push(gap);
         target.restart(leader).await?;
-        wait_leader(target).await?;
+        let new_leader = wait_leader(target).await?;
+        tracing::info!(killed = leader, through = follower, ?gap, new_leader, "failover trial");
     }
     gaps.sort_unstable();
     Ok(gaps[gaps.len() / 2])

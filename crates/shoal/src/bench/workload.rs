@@ -42,7 +42,11 @@ impl Latency {
 }
 
 /// Opens `count` connections, round-robin over `endpoints`.
-pub async fn connect(endpoints: &[String], tls: &ClientTlsConfig, count: usize) -> anyhow::Result<Vec<Channel>> {
+pub async fn connect(
+    endpoints: &[String],
+    tls: &ClientTlsConfig,
+    count: usize,
+) -> anyhow::Result<Vec<Channel>> {
     let mut channels = Vec::with_capacity(count);
     for i in 0..count {
         let url = &endpoints[i % endpoints.len()];
@@ -156,9 +160,12 @@ pub async fn put_to_watch(writer: Channel, watcher: Channel, count: usize) -> an
         ..Default::default()
     };
     requests
-        .send(pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) })
+        .send(pb::WatchRequest {
+            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)),
+        })
         .await?;
-    let mut responses = watch.watch(tokio_stream::wrappers::ReceiverStream::new(request_stream)).await?.into_inner();
+    let mut responses =
+        watch.watch(tokio_stream::wrappers::ReceiverStream::new(request_stream)).await?.into_inner();
     let created = responses.message().await?.context("watch closed before it was created")?;
     if !created.created {
         bail!("the first watch response was not the creation");

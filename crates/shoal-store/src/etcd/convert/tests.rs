@@ -226,12 +226,8 @@ fn sort_orders_key_values_as_etcd() {
     check(SortOrder::Descend, SortTarget::Value, ["a", "c", "b"]);
 
     let mut ties = vec![wire_kv("a", "", 1, 1, 1), wire_kv("b", "", 1, 1, 1)];
-    RangeOptions {
-        sort_order: SortOrder::Descend,
-        sort_target: SortTarget::Version,
-        ..Default::default()
-    }
-    .sort(&mut ties);
+    RangeOptions { sort_order: SortOrder::Descend, sort_target: SortTarget::Version, ..Default::default() }
+        .sort(&mut ties);
     assert_eq!(keys(&ties), ["a", "b"]);
 }
 
@@ -285,11 +281,7 @@ fn range_responses_apply_sort_filters_and_deferred_limit() {
         pb::RangeRequest { limit: 1, keys_only: true, sort_target: SortTarget::Value.into(), ..all() };
     check(by_value, &[("b", "")], true);
     check(pb::RangeRequest { min_mod_revision: 8, limit: 2, ..all() }, &[("a", "z"), ("b", "x")], false);
-    check(
-        pb::RangeRequest { max_mod_revision: 8, keys_only: true, ..all() },
-        &[("b", ""), ("c", "")],
-        false,
-    );
+    check(pb::RangeRequest { max_mod_revision: 8, keys_only: true, ..all() }, &[("b", ""), ("c", "")], false);
 }
 
 // Checks the validation etcd's gRPC layer does on puts and deletes, and that every
@@ -372,10 +364,7 @@ fn compares_convert_and_malformed_compares_are_refused() {
         wire_compare(WireTarget::Value.into(), Some(TargetUnion::Value(bytes("v")))),
         Ok(CompareTarget::Value(bytes("v"))),
     );
-    check(
-        wire_compare(WireTarget::Lease.into(), Some(TargetUnion::Lease(4))),
-        Ok(CompareTarget::Lease(4)),
-    );
+    check(wire_compare(WireTarget::Lease.into(), Some(TargetUnion::Lease(4))), Ok(CompareTarget::Lease(4)));
 
     check(
         wire_compare(WireTarget::Mod.into(), None),
@@ -414,9 +403,7 @@ fn nested_transactions_convert_with_their_range_options() {
     let sorted_range = pb::RangeRequest { sort_order: SortOrder::Descend.into(), ..wire_range("r") };
     let inner = pb::TxnRequest {
         compare: vec![],
-        success: vec![pb::RequestOp {
-            request: Some(pb::request_op::Request::RequestRange(sorted_range)),
-        }],
+        success: vec![pb::RequestOp { request: Some(pb::request_op::Request::RequestRange(sorted_range)) }],
         failure: vec![],
     };
     let outer = pb::TxnRequest {
