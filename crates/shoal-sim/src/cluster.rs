@@ -29,6 +29,8 @@ use crate::net::TurmoilNetwork;
 pub const CLUSTER_TOKEN: &str = "sim";
 const PEER_PORT: u16 = 2380;
 const CLIENT_PORT: u16 = 2379;
+/// Requests queued for a member at most: each client has one in flight, plus the read-back.
+const QUEUED_REQUESTS_MAX: usize = 64;
 
 /// How a simulated cluster is built.
 #[derive(Clone, Debug)]
@@ -68,7 +70,7 @@ pub struct Member {
 #[derive(Clone)]
 pub struct Handle {
     pub store: Store,
-    requests: mpsc::UnboundedSender<RequestId>,
+    requests: mpsc::Sender<RequestId>,
 }
 
 impl Cluster {
@@ -141,13 +143,29 @@ impl Cluster {
         self.members[member].slot.borrow().clone()
     }
 
-    /// Stops the member's host at once: every task and connection of it is dropped.
+    /// Stops the member's host at once, as a machine stops: every task and connection of it is
+    /// dropped, and nothing more leaves it.
     pub fn crash(&mut self, member: usize) {
         let name = self.members[member].name.clone();
         // The handle must go before the runtime: nothing of the member may outlive it.
         self.members[member].slot.borrow_mut().take();
+        // Dropping the runtime closes the member's sockets in the order of tokio's task ids, a
+        // process-wide counter, so the resets they would send could reach peers in an order that
+        // depends on what ran before in the process. A crashed machine sends nothing anyway.
+        let others: Vec<String> = self.other_names(member);
+        for other in &others {
+            self.sim.partition_oneway(name.as_str(), other.as_str());
+        }
         self.sim.crash(name.as_str());
+        for other in &others {
+            self.sim.repair_oneway(name.as_str(), other.as_str());
+        }
         self.members[member].running = false;
+    }
+
+    fn other_names(&self, member: usize) -> Vec<String> {
+        let others = self.members.iter().enumerate().filter(|(index, _)| *index != member);
+        others.map(|(_, other)| other.name.clone()).collect()
     }
 
     /// Starts a crashed member again on its data directory.
@@ -190,10 +208,10 @@ impl Cluster {
     }
 
     /// Hands `request` (already recorded as `id`) to the member, which runs it as a client would.
-    /// Returns false if the member has no handle.
+    /// Returns false if the member has no handle, or too many requests queued.
     pub fn submit(&self, member: usize, id: RequestId) -> bool {
         match self.handle(member) {
-            Some(handle) => handle.requests.send(id).is_ok(),
+            Some(handle) => handle.requests.try_send(id).is_ok(),
             None => false,
         }
     }
@@ -250,7 +268,7 @@ async fn run_member(
     recorder: Recorder,
 ) -> turmoil::Result {
     let running = shoal_store::server::start(server).await?;
-    let (requests, mut incoming) = mpsc::unbounded_channel();
+    let (requests, mut incoming) = mpsc::channel(QUEUED_REQUESTS_MAX);
     *slot.borrow_mut() = Some(Handle { store: running.store.clone(), requests });
     while let Some(id) = incoming.recv().await {
         let store = running.store.clone();

@@ -7,14 +7,20 @@
 //! one seed; checks Raft's safety properties after every step and, once everything is healed,
 //! convergence, durability and linearizability ([`invariants`], [`linearizability`]).
 //!
-//! Determinism: the simulation runs every host on one thread, in simulated time. The seed decides
-//! turmoil's network (latencies, delivery order), the nemesis, the clients, every member's fault
-//! plan stream and random ids, and openraft's election timeouts (`shoal_store::raft::
-//! seed_thread_rng`). What no seed reaches is tokio's own randomness: without the unstable
-//! `--cfg tokio_unstable`, each runtime picks which ready branch of a `tokio::select!` to poll
-//! first from an unseeded generator, so two runs of one seed can drift apart where two branches
-//! were ready in the same tick. A failure is therefore replayed by its seed most of the time, not
-//! always.
+//! Determinism: every host runs on the test's thread, in simulated time, and the seed decides
+//! turmoil's network (latencies, delivery order, each host runtime's scheduling seed), the
+//! nemesis, the clients, every member's fault-plan stream and random ids, and openraft's election
+//! timeouts (`shoal_store::raft::seed_thread_rng`). Two things make that hold, and are worth
+//! knowing when a replay drifts:
+//! - tokio seeds its `select!` branch order only under `--cfg tokio_unstable`, which the
+//!   workspace's `.cargo/config.toml` sets; a `RUSTFLAGS` variable without it undoes that;
+//! - nothing may depend on process-wide state a previous run left behind, such as tokio's task
+//!   id counter (`Cluster::crash` explains the one case that did).
+//!
+//! What the simulation does not model: a crash loses a member's memory and connections but
+//! nothing it wrote to disk, fsynced or not (its database is closed as its runtime drops), so
+//! lost unsynced writes are out of reach; and turmoil's TCP does not retransmit, so partitions
+//! hold messages rather than drop them ([`net`]).
 
 pub mod cluster;
 pub mod history;

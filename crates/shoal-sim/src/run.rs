@@ -340,7 +340,20 @@ impl Run {
             terms_with_leader,
             applied_indexes,
             nemesis: self.nemesis.stats,
-            fingerprint: fingerprint(&records, &self.trace),
+            fingerprint: {
+                if let Ok(tag) = std::env::var("SIM_DUMP") {
+                    let _ = std::fs::create_dir_all("/tmp/simdump");
+                    let mut text = String::new();
+                    for r in &records {
+                        text.push_str(&format!("{r:?}\n"));
+                    }
+                    for t in &self.trace {
+                        text.push_str(&format!("{t}\n"));
+                    }
+                    std::fs::write(format!("/tmp/simdump/{tag}-{}", self.config.seed), text).unwrap();
+                }
+                fingerprint(&records, &self.trace)
+            },
         }
     }
 }

@@ -78,7 +78,10 @@ fn same_seed_same_run() {
     for seed in [0, 1] {
         let first = run(RunConfig::for_seed(seed), false).unwrap_or_else(|failure| panic!("{failure}"));
         let second = run(RunConfig::for_seed(seed), false).unwrap_or_else(|failure| panic!("{failure}"));
-        assert_eq!(first.fingerprint, second.fingerprint, "seed {seed} ran differently twice");
+        assert_eq!(
+            first.fingerprint, second.fingerprint,
+            "seed {seed} ran differently twice: is the build missing `--cfg tokio_unstable` (.cargo/config.toml)?"
+        );
     }
 }
 

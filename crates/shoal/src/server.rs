@@ -48,8 +48,12 @@ pub struct ServerArgs {
     pub fault_seed: u64,
     #[arg(long, default_value_t = RaftTiming::default().heartbeat_ms)]
     pub heartbeat_ms: u64,
+    /// The shortest random election timeout; see `RaftTiming` for how it bounds failover.
     #[arg(long, default_value_t = RaftTiming::default().election_timeout_min_ms)]
     pub election_timeout_ms: u64,
+    /// The longest random election timeout, which is also the leader lease.
+    #[arg(long, default_value_t = RaftTiming::default().election_timeout_max_ms)]
+    pub election_timeout_max_ms: u64,
     /// Keep this many revisions of history; older ones are compacted automatically (0: never).
     #[arg(long, default_value_t = shoal_store::limits::AUTO_COMPACTION_RETAINED_REVISIONS)]
     pub auto_compaction_retained: i64,
@@ -130,7 +134,7 @@ fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     config.raft_timing = RaftTiming {
         heartbeat_ms: args.heartbeat_ms,
         election_timeout_min_ms: args.election_timeout_ms,
-        election_timeout_max_ms: args.election_timeout_ms * 2,
+        election_timeout_max_ms: args.election_timeout_max_ms,
     };
     config.auto_compaction_retained = args.auto_compaction_retained;
     config.snapshot_every_entries = args.snapshot_every_entries;

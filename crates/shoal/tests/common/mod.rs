@@ -10,7 +10,8 @@ use tempfile::TempDir;
 
 /// Heartbeats and election timeouts a few times the defaults: debug builds of several
 /// clusters share two cores in CI, and a starved member must not look dead.
-const TEST_TIMING_ARGS: [&str; 4] = ["--heartbeat-ms", "100", "--election-timeout-ms", "1000"];
+const TEST_TIMING_ARGS: [&str; 6] =
+    ["--heartbeat-ms", "100", "--election-timeout-ms", "1000", "--election-timeout-max-ms", "2000"];
 
 /// A started cluster that deletes its directory when dropped, after killing its members.
 pub struct TestCluster {
