@@ -7,7 +7,7 @@
 //! `start` again on the same data directory, as a restarted process would.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -50,6 +50,8 @@ pub struct Cluster {
     members: Vec<Member>,
     /// The fault plan every running member's transport has; members restarted get it too.
     plan: FaultPlan,
+    /// Pairs of members whose messages are held, smaller index first.
+    held: BTreeSet<(usize, usize)>,
     /// Where the members' data directories live; removed when the cluster is dropped.
     _data: tempfile::TempDir,
 }
@@ -116,7 +118,7 @@ impl Cluster {
                 plan_applied: false,
             });
         }
-        Cluster { sim, members, plan: FaultPlan::default(), _data: data }
+        Cluster { sim, members, plan: FaultPlan::default(), held: BTreeSet::new(), _data: data }
     }
 
     /// Advances the simulation by one tick (a millisecond): the network, then every host.
@@ -160,6 +162,10 @@ impl Cluster {
         for other in &others {
             self.sim.repair_oneway(name.as_str(), other.as_str());
         }
+        // turmoil's one-way repair leaves a held link half-open: hold it again.
+        for &(a, b) in self.held.iter().filter(|(a, b)| *a == member || *b == member) {
+            self.sim.hold(self.members[a].name.as_str(), self.members[b].name.as_str());
+        }
         self.members[member].running = false;
     }
 
@@ -178,15 +184,17 @@ impl Cluster {
 
     /// Holds every message between the two groups until `release`; connections survive, as
     /// TCP's would through a partition shorter than its retransmission timeout.
-    pub fn hold(&self, a: &[usize], b: &[usize]) {
+    pub fn hold(&mut self, a: &[usize], b: &[usize]) {
         for (x, y) in pairs(a, b) {
             self.sim.hold(self.members[x].name.as_str(), self.members[y].name.as_str());
+            self.held.insert((x.min(y), x.max(y)));
         }
     }
 
-    pub fn release(&self, a: &[usize], b: &[usize]) {
+    pub fn release(&mut self, a: &[usize], b: &[usize]) {
         for (x, y) in pairs(a, b) {
             self.sim.release(self.members[x].name.as_str(), self.members[y].name.as_str());
+            self.held.remove(&(x.min(y), x.max(y)));
         }
     }
 

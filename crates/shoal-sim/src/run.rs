@@ -54,7 +54,7 @@ impl RunConfig {
     /// Even seeds run 3 members, odd seeds 5; a third of the seeds snapshot often.
     pub fn for_seed(seed: u64) -> RunConfig {
         let members = if seed.is_multiple_of(2) { 3 } else { 5 };
-        let snapshot_every_entries = if seed / 2 % 3 == 0 { 50 } else { 10_000 };
+        let snapshot_every_entries = if (seed / 2).is_multiple_of(3) { 50 } else { 10_000 };
         RunConfig { seed, members, snapshot_every_entries }
     }
 }
@@ -70,7 +70,8 @@ pub struct Summary {
     pub unknown: usize,
     /// The longest any request took to be answered.
     pub slowest: Duration,
-    pub terms_with_leader: usize,
+    /// The highest term any member reached.
+    pub highest_term: u64,
     pub applied_indexes: usize,
     pub nemesis: NemesisStats,
     /// A digest of everything observable, to compare replays of the same seed.
@@ -328,7 +329,7 @@ impl Run {
             .filter_map(|r| Some(r.completion.as_ref()?.0 - r.invoke_ns?))
             .max()
             .map_or(Duration::ZERO, Duration::from_nanos);
-        let (terms_with_leader, applied_indexes) = self.observer.counts();
+        let (highest_term, applied_indexes) = self.observer.counts();
         Summary {
             config: self.config,
             simulated: self.cluster.now(),
@@ -337,23 +338,10 @@ impl Run {
             failed,
             unknown: records.len() - succeeded - failed,
             slowest,
-            terms_with_leader,
+            highest_term,
             applied_indexes,
             nemesis: self.nemesis.stats,
-            fingerprint: {
-                if let Ok(tag) = std::env::var("SIM_DUMP") {
-                    let _ = std::fs::create_dir_all("/tmp/simdump");
-                    let mut text = String::new();
-                    for r in &records {
-                        text.push_str(&format!("{r:?}\n"));
-                    }
-                    for t in &self.trace {
-                        text.push_str(&format!("{t}\n"));
-                    }
-                    std::fs::write(format!("/tmp/simdump/{tag}-{}", self.config.seed), text).unwrap();
-                }
-                fingerprint(&records, &self.trace)
-            },
+            fingerprint: fingerprint(&records, &self.trace),
         }
     }
 }
@@ -389,7 +377,7 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ({} members, snapshot every {}): {:?} simulated, {} requests ({} ok, {} failed, {} unknown, slowest {:?}), {} terms, \
+            "seed {} ({} members, snapshot every {}): {:?} simulated, {} requests ({} ok, {} failed, {} unknown, slowest {:?}), term {}, \
              {} indexes applied, {} partitions, {} fault plans, {} crashes, fingerprint {:016x}",
             self.config.seed,
             self.config.members,
@@ -400,7 +388,7 @@ impl fmt::Display for Summary {
             self.failed,
             self.unknown,
             self.slowest,
-            self.terms_with_leader,
+            self.highest_term,
             self.applied_indexes,
             self.nemesis.partitions,
             self.nemesis.plans,
