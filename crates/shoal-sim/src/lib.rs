@@ -17,6 +17,12 @@
 //! - nothing may depend on process-wide state a previous run left behind, such as tokio's task
 //!   id counter (`Cluster::crash` explains the one case that did).
 //!
+//! One dependency on the wall clock remains, out of reach: h2 keeps a stream it reset for one
+//! second of real time, then forgets it, so a frame that reaches such a stream late (released
+//! from a partition) is handled one way or the other depending on how fast the machine ran. In
+//! two runs of all 200 CI seeds, 1 to 3 seeds ran differently; replaying a seed alone on a quiet
+//! machine has always given the same run. `SHOAL_SIM_DUMP` shows where two runs part.
+//!
 //! What the simulation does not model: a crash loses a member's memory and connections but
 //! nothing it wrote to disk, fsynced or not (its database is closed as its runtime drops), so
 //! lost unsynced writes are out of reach; and turmoil's TCP does not retransmit, so partitions

@@ -16,6 +16,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::Duration;
 
@@ -87,14 +88,26 @@ pub struct Failure {
     pub trace: Vec<String>,
 }
 
-/// Runs one seed. `verbose` prints the trace as it happens.
-pub fn run(config: RunConfig, verbose: bool) -> Result<Summary, Box<Failure>> {
+/// What a run shows of itself besides its result.
+#[derive(Clone, Debug, Default)]
+pub struct Output {
+    /// Print the trace as it happens.
+    pub verbose: bool,
+    /// Write the clients' history and the trace to `seed-N.txt` here, to compare two runs.
+    pub dump_dir: Option<PathBuf>,
+}
+
+/// Runs one seed.
+pub fn run(config: RunConfig, output: &Output) -> Result<Summary, Box<Failure>> {
     install_panic_recorder();
     PANICS.with(|panics| panics.borrow_mut().clear());
     // openraft's election timeouts draw from this thread's generator; every member runs here.
     shoal_store::raft::seed_thread_rng(mix(config.seed, u64::MAX, 0));
-    let mut run = Run::new(config, verbose);
+    let mut run = Run::new(config, output.verbose);
     let result = run.all_phases();
+    if let Some(dir) = &output.dump_dir {
+        run.dump(dir);
+    }
     let at = run.cluster.now();
     match result {
         Ok(()) => Ok(run.summary()),
@@ -315,6 +328,20 @@ impl Run {
             eprintln!("{line}");
         }
         self.trace.push(line);
+    }
+
+    fn dump(&self, dir: &Path) {
+        let mut text = String::new();
+        for record in self.recorder.records() {
+            text.push_str(&format!("{record:?}\n"));
+        }
+        for line in &self.trace {
+            text.push_str(&format!("{line}\n"));
+        }
+        let path = dir.join(format!("seed-{}.txt", self.config.seed));
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&path, text))
+            .expect("the dump is writable");
     }
 
     fn summary(&self) -> Summary {
