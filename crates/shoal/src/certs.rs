@@ -48,6 +48,50 @@ pub fn ensure_admin_cert(ca: &ClusterCa, dir: &Path) -> anyhow::Result<TlsFiles>
     ensure_issued(ca, dir, "admin", &request)
 }
 
+/// The file of bearer tokens the API servers accept (Kubernetes' static token file format).
+pub const TOKEN_FILE: &str = "tokens.csv";
+/// The keys that encrypt Secrets at rest; every server of a cluster needs the same file.
+pub const ENCRYPTION_KEY_FILE: &str = "encryption.key";
+
+/// The admin's bearer token, creating the token file with it at the cluster's first start.
+pub fn ensure_admin_token(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join(TOKEN_FILE);
+    if !path.exists() {
+        let token = random_token();
+        let line = format!("{token},admin,admin,\"system:masters\"\n");
+        write_new_private(&path, &line)?;
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let token = text
+        .lines()
+        .find(|line| line.split(',').nth(1) == Some("admin"))
+        .and_then(|line| line.split(',').next())
+        .with_context(|| format!("{} has no admin token", path.display()))?;
+    Ok(token.to_owned())
+}
+
+/// 32 random bytes as hex.
+fn random_token() -> String {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Creates a file only its owner can read; fails if it exists.
+pub fn write_new_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 fn issue_request(common_name: &str, usage: Usage) -> IssueRequest {
     IssueRequest {
         common_name: common_name.into(),

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod certs;
 pub mod faults;
+pub mod kubeconfig;
 pub mod local_cluster;
 pub mod server;
 pub mod up;

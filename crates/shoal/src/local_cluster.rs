@@ -92,6 +92,7 @@ pub struct Member {
     pub name: String,
     pub client_addr: SocketAddr,
     pub peer_addr: SocketAddr,
+    pub api_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub log: PathBuf,
 }
@@ -103,6 +104,11 @@ impl Member {
 
     pub fn peer_url(&self) -> String {
         format!("https://{}", self.peer_addr)
+    }
+
+    /// The Kubernetes API of this member.
+    pub fn api_url(&self) -> String {
+        format!("https://{}", self.api_addr)
     }
 }
 
@@ -150,6 +156,11 @@ impl LocalCluster {
         let pki_dir = config.dir.join("pki");
         let ca = crate::certs::ensure_ca(&pki_dir, &config.cluster_token)?;
         let admin = crate::certs::ensure_admin_cert(&ca, &pki_dir)?;
+        // Created here, before any member starts, so concurrent first starts cannot race.
+        crate::certs::ensure_admin_token(&pki_dir)?;
+        shoal_apiserver::secret_box::SecretBox::load_or_generate(
+            &pki_dir.join(crate::certs::ENCRYPTION_KEY_FILE),
+        )?;
         Ok(LocalCluster { config, pki_dir, ca, admin, slots: Vec::new() })
     }
 
@@ -225,6 +236,13 @@ impl LocalCluster {
     }
 
     /// The admin's client certificate, which the members accept for every request.
+    /// Writes `<dir>/kubeconfig`, pointing kubectl at member `i`'s API as the admin.
+    pub fn write_kubeconfig(&self, i: usize) -> anyhow::Result<PathBuf> {
+        let path = self.config.dir.join("kubeconfig");
+        crate::kubeconfig::write(&path, &self.member(i).api_url(), &self.admin)?;
+        Ok(path)
+    }
+
     pub fn admin_tls(&self) -> &TlsFiles {
         &self.admin
     }
@@ -426,12 +444,13 @@ impl LocalCluster {
     }
 
     fn member_plan(&self, i: usize, name: &str) -> anyhow::Result<Member> {
-        let (client_port, peer_port) = match self.config.ports {
-            Ports::Dynamic => (free_port()?, free_port()?),
+        let (client_port, peer_port, api_port) = match self.config.ports {
+            Ports::Dynamic => (free_port()?, free_port()?, free_port()?),
             Ports::Base(base) => {
                 let offset = u16::try_from(10 * i).ok();
                 let client = offset.and_then(|offset| base.checked_add(offset));
-                let ports = client.and_then(|client| Some((client, client.checked_add(1)?)));
+                let ports =
+                    client.and_then(|client| Some((client, client.checked_add(1)?, client.checked_add(2)?)));
                 ports.with_context(|| format!("member {name}'s ports would pass 65535 (base port {base})"))?
             }
         };
@@ -439,6 +458,7 @@ impl LocalCluster {
             name: name.to_owned(),
             client_addr: SocketAddr::from(([127, 0, 0, 1], client_port)),
             peer_addr: SocketAddr::from(([127, 0, 0, 1], peer_port)),
+            api_addr: SocketAddr::from(([127, 0, 0, 1], api_port)),
             data_dir: self.config.dir.join(name),
             log: self.config.dir.join(format!("{name}.log")),
         })
@@ -476,6 +496,7 @@ impl LocalCluster {
             .arg(&self.pki_dir)
             .args(["--listen-client", &member.client_addr.to_string()])
             .args(["--listen-peer", &member.peer_addr.to_string()])
+            .args(["--listen-api", &member.api_addr.to_string()])
             .args(["--initial-cluster", &slot.initial_cluster])
             .args(["--initial-cluster-state", slot.cluster_state])
             .args(["--cluster-token", &self.config.cluster_token])

@@ -12,8 +12,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a control-plane member: the Raft-replicated store with etcd's v3 API.
-    Server(server::ServerArgs),
+    /// Run a control-plane member: the Raft-replicated store (etcd's v3 API) and the Kubernetes API.
+    Server(Box<server::ServerArgs>),
     /// Run a whole local cluster on this machine (3 store members on loopback).
     Up(up::UpArgs),
     /// Read or change the fault plan of a running member's peer transport.
@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Server(args) => server::run(args).await,
+            Command::Server(args) => server::run(*args).await,
             Command::Up(args) => up::run(args).await,
             Command::Faults(args) => faults::run(args).await,
             Command::Bench(BenchCommand::Store(args)) => bench::run(args).await,

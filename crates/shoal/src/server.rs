@@ -22,6 +22,9 @@ pub struct ServerArgs {
     /// Address for clients (etcd v3 gRPC API).
     #[arg(long, default_value = "127.0.0.1:2379")]
     pub listen_client: SocketAddr,
+    /// Address of the Kubernetes API (HTTPS).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen_api: SocketAddr,
     /// The peer URL other members use; defaults to the listen address.
     #[arg(long)]
     pub advertise_peer_url: Option<String>,
@@ -69,13 +72,16 @@ pub enum InitialClusterState {
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let config = config(&args)?;
+    let (config, api_config) = config(&args)?;
     let mut server = shoal_store::server::start(config).await.context("starting the store member")?;
+    let api =
+        shoal_apiserver::start(api_config, server.store.clone()).await.context("starting the API server")?;
     tracing::info!(
         id = %format!("{:x}", server.store.id()),
         peer = %server.peer_addr,
         client = %server.client_addr,
-        "store member running"
+        api = %api.addr,
+        "server running"
     );
     // SIGTERM is how supervisors (and `LocalCluster::stop`) ask a member to stop; Ctrl-C is
     // how a person does. Both shut Raft down cleanly.
@@ -86,11 +92,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
+    api.shutdown().await;
     server.shutdown().await;
     Ok(())
 }
 
-fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
+fn config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, shoal_apiserver::ApiServerConfig)> {
     let scheme = if args.insecure_plaintext { "http" } else { "https" };
     let peer_url =
         args.advertise_peer_url.clone().unwrap_or_else(|| format!("{scheme}://{}", args.listen_peer));
@@ -107,16 +114,21 @@ fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         initial_cluster.insert(args.name.clone(), peer_url.clone());
     }
 
-    let tls = if args.insecure_plaintext {
-        None
-    } else {
-        let pki_dir = args.pki_dir.clone().unwrap_or_else(|| args.data_dir.join("pki"));
-        let ca = crate::certs::ensure_ca(&pki_dir, &args.cluster_token)?;
-        let hosts = [&peer_url, &client_url].into_iter().filter_map(|url| host_of(url)).collect::<Vec<_>>();
-        let files = crate::certs::ensure_member_cert(&ca, &pki_dir, &args.name, &hosts)?;
-        crate::certs::ensure_admin_cert(&ca, &pki_dir)?;
-        Some(TlsFiles { ca: files.ca, cert: files.cert, key: files.key })
+    // The API is HTTPS even when peers talk in plaintext, so the certificates always exist.
+    let pki_dir = args.pki_dir.clone().unwrap_or_else(|| args.data_dir.join("pki"));
+    let ca = crate::certs::ensure_ca(&pki_dir, &args.cluster_token)?;
+    let hosts = [&peer_url, &client_url].into_iter().filter_map(|url| host_of(url)).collect::<Vec<_>>();
+    let files = crate::certs::ensure_member_cert(&ca, &pki_dir, &args.name, &hosts)?;
+    crate::certs::ensure_admin_cert(&ca, &pki_dir)?;
+    crate::certs::ensure_admin_token(&pki_dir)?;
+    let api_config = shoal_apiserver::ApiServerConfig {
+        listen: args.listen_api,
+        tls: files.clone(),
+        token_file: Some(pki_dir.join(crate::certs::TOKEN_FILE)),
+        encryption_key_file: pki_dir.join(crate::certs::ENCRYPTION_KEY_FILE),
     };
+    let tls =
+        (!args.insecure_plaintext).then_some(TlsFiles { ca: files.ca, cert: files.cert, key: files.key });
 
     let mut config = ServerConfig::new(&args.name, &args.data_dir);
     config.cluster_token = args.cluster_token.clone();
@@ -138,7 +150,7 @@ fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     };
     config.auto_compaction_retained = args.auto_compaction_retained;
     config.snapshot_every_entries = args.snapshot_every_entries;
-    Ok(config)
+    Ok((config, api_config))
 }
 
 /// The host part of `scheme://host:port`.

@@ -44,15 +44,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("shoal: {} store members running", members.len());
     for member in &members {
         println!(
-            "  {}  client {}  peer {}  log {}",
+            "  {}  api {}  client {}  peer {}  log {}",
             member.name,
+            member.api_url(),
             member.client_url(),
             member.peer_url(),
             member.log.display()
         );
     }
     println!("\nendpoints: {endpoints}");
+    let kubeconfig = cluster.write_kubeconfig(0)?;
+    println!("\nKubernetes API: {} (kubeconfig {})", members[0].api_url(), kubeconfig.display());
     println!("\nTry:");
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  kubectl get namespaces");
     let admin = cluster.admin_tls();
     println!(
         "  etcdctl --endpoints={endpoints} --cacert={} --cert={} --key={} put hello world",

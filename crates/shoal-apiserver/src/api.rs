@@ -1,0 +1,354 @@
+//! One API request, end to end: authenticate, route, authorize, read the body, dispatch to the
+//! verb, and turn any `ApiError` into a `Status` response.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use http_body_util::combinators::UnsyncBoxBody;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::auth::{self, Attributes, TokenAuthenticator, User};
+use crate::discovery;
+use crate::error::ApiError;
+use crate::objects::ObjectStore;
+use crate::route::{self, ResourceTarget, Route};
+use crate::server::{Body, full};
+
+/// The largest request body accepted (Kubernetes' limit); larger gets 413.
+pub const REQUEST_BODY_BYTES_MAX: usize = 3 << 20;
+/// Watches served at once by one API server.
+pub const WATCHES_MAX: usize = 10_000;
+
+pub const JSON: &str = "application/json";
+pub const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+
+/// The API's shared state.
+pub struct Api {
+    pub(crate) objects: ObjectStore,
+    tokens: TokenAuthenticator,
+    pub(crate) watch_slots: Arc<Semaphore>,
+}
+
+/// The query parameters the API understands.
+#[derive(Debug, Default, Clone)]
+pub struct Query {
+    pub watch: bool,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub timeout_seconds: Option<u64>,
+    pub allow_watch_bookmarks: bool,
+    pub dry_run: bool,
+    pub field_manager: Option<String>,
+    pub field_validation: Option<String>,
+    pub force: bool,
+    pub propagation_policy: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+    pub include_object: Option<String>,
+    pub send_initial_events: bool,
+    /// Parameters of subresources (`container`, `follow`, `tailLines`, …), kept raw.
+    pub other: Vec<(String, String)>,
+}
+
+impl Query {
+    pub fn parse(text: &str) -> Result<Self, ApiError> {
+        let mut query = Query::default();
+        for (key, value) in form_urlencoded::parse(text.as_bytes()) {
+            let value = value.into_owned();
+            let flag = || value == "true" || value == "1";
+            match key.as_ref() {
+                "watch" => query.watch = flag(),
+                "resourceVersion" => query.resource_version = Some(value).filter(|v| !v.is_empty()),
+                "resourceVersionMatch" => {
+                    query.resource_version_match = Some(value).filter(|v| !v.is_empty())
+                }
+                "limit" => query.limit = Some(parse_number(&key, &value)?).filter(|&limit| limit > 0),
+                "continue" => query.continue_token = Some(value).filter(|v| !v.is_empty()),
+                "labelSelector" => query.label_selector = Some(value),
+                "fieldSelector" => query.field_selector = Some(value),
+                "timeoutSeconds" => query.timeout_seconds = Some(parse_number(&key, &value)?),
+                "allowWatchBookmarks" => query.allow_watch_bookmarks = flag(),
+                "dryRun" => query.dry_run = !value.is_empty(),
+                "fieldManager" => query.field_manager = Some(value),
+                "fieldValidation" => query.field_validation = Some(value),
+                "force" => query.force = flag(),
+                "propagationPolicy" => query.propagation_policy = Some(value),
+                "gracePeriodSeconds" => query.grace_period_seconds = Some(parse_number(&key, &value)?),
+                "includeObject" => query.include_object = Some(value),
+                "sendInitialEvents" => query.send_initial_events = flag(),
+                _ => query.other.push((key.into_owned(), value)),
+            }
+        }
+        if query.dry_run && !form_urlencoded::parse(text.as_bytes()).any(|(k, v)| k == "dryRun" && v == "All")
+        {
+            return Err(ApiError::bad_request("dryRun must be \"All\""));
+        }
+        Ok(query)
+    }
+
+    pub fn other(&self, name: &str) -> Option<&str> {
+        self.other.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError> {
+    value
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid value {value:?} for query parameter {key}")))
+}
+
+/// One resource request, parsed and authenticated.
+pub struct Call<'a> {
+    pub method: Method,
+    pub target: ResourceTarget<'a>,
+    pub query: Query,
+    pub headers: &'a HeaderMap,
+    pub user: User,
+    pub body: Bytes,
+}
+
+impl Call<'_> {
+    pub fn header(&self, name: http::header::HeaderName) -> &str {
+        self.headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or("")
+    }
+
+    pub fn wants_table(&self) -> bool {
+        let accept = self.header(http::header::ACCEPT);
+        accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+    }
+}
+
+/// A successful answer: a JSON document with a status code, or a prepared response.
+pub enum Reply {
+    Json { code: StatusCode, body: Value, content_type: &'static str, warnings: Vec<String> },
+    Raw(Response<Body>),
+}
+
+impl Reply {
+    pub fn ok(body: impl Serialize) -> Self {
+        Self::with_code(StatusCode::OK, body)
+    }
+
+    pub fn with_code(code: StatusCode, body: impl Serialize) -> Self {
+        let body = serde_json::to_value(body).expect("API documents serialize");
+        Reply::Json { code, body, content_type: JSON, warnings: Vec::new() }
+    }
+}
+
+impl Api {
+    pub fn new(objects: ObjectStore, tokens: TokenAuthenticator) -> Self {
+        Self { objects, tokens, watch_slots: Arc::new(Semaphore::new(WATCHES_MAX)) }
+    }
+
+    /// Creates `default`, `kube-system`, `kube-public` and `kube-node-lease` if they are missing,
+    /// retrying in the background until the store has a quorum.
+    pub fn ensure_system_namespaces(self: &Arc<Self>) {
+        let api = self.clone();
+        tokio::spawn(async move {
+            for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+                loop {
+                    match crate::write::ensure_namespace(&api, name).await {
+                        Ok(()) => break,
+                        Err(error) => {
+                            tracing::debug!(%error, namespace = name, "creating a system namespace; retrying");
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    pub async fn handle(
+        &self,
+        parts: http::request::Parts,
+        body: UnsyncBoxBody<Bytes, std::io::Error>,
+        certificate_user: Option<User>,
+    ) -> Response<Body> {
+        let reply = self.serve(&parts, body, certificate_user).await;
+        let response = match reply {
+            Ok(Reply::Raw(response)) => return response,
+            Ok(Reply::Json { code, body, content_type, warnings }) => {
+                json_response(code, &body, content_type, &warnings)
+            }
+            Err(error) => error_response(&error),
+        };
+        if response.status().is_server_error() {
+            tracing::warn!(method = %parts.method, uri = %parts.uri, status = %response.status(), "API request failed");
+        }
+        response
+    }
+
+    async fn serve(
+        &self,
+        parts: &http::request::Parts,
+        body: UnsyncBoxBody<Bytes, std::io::Error>,
+        certificate_user: Option<User>,
+    ) -> Result<Reply, ApiError> {
+        let user = self.authenticate(&parts.headers, certificate_user)?;
+        let path = parts.uri.path();
+        let route = route::parse(path).ok_or(ApiError::NoSuchPath)?;
+        let accept = parts.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let target = match route {
+            Route::Resource(target) => target,
+            other => return non_resource(other, accept, &parts.method),
+        };
+        let query = Query::parse(parts.uri.query().unwrap_or(""))?;
+        let body = read_body(body).await?;
+        let call = Call { method: parts.method.clone(), target, query, headers: &parts.headers, user, body };
+        self.authorize(&call).await?;
+        crate::dispatch::dispatch(self, call).await
+    }
+
+    fn authenticate(&self, headers: &HeaderMap, certificate_user: Option<User>) -> Result<User, ApiError> {
+        match headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()) {
+            Some(authorization) => self.tokens.authenticate(authorization).ok_or(ApiError::Unauthorized),
+            None => certificate_user.ok_or(ApiError::Unauthorized),
+        }
+    }
+
+    async fn authorize(&self, call: &Call<'_>) -> Result<(), ApiError> {
+        let verb = crate::dispatch::verb(call);
+        let target = &call.target;
+        let stored;
+        let object =
+            if call.user.node_name().is_some() && target.resource.plural == "pods" && target.name.is_some() {
+                let name = target.name.unwrap_or_default();
+                stored = self
+                    .objects
+                    .get(target.resource, target.namespace, name, crate::objects::ReadAt::Any)
+                    .await?;
+                stored.as_ref().map(|stored| &stored.object)
+            } else {
+                None
+            };
+        let attributes = Attributes {
+            verb,
+            resource: target.resource.plural,
+            subresource: target.subresource.unwrap_or(""),
+            namespace: target.namespace.unwrap_or(""),
+            name: target.name.unwrap_or(""),
+            object,
+        };
+        if auth::authorize(&call.user, &attributes) {
+            return Ok(());
+        }
+        let resource = match target.subresource {
+            Some(sub) => format!("{}/{sub}", target.resource.plural),
+            None => target.resource.plural.to_owned(),
+        };
+        let scope = match target.namespace {
+            Some(namespace) => format!(" in the namespace \"{namespace}\""),
+            None => " at the cluster scope".to_owned(),
+        };
+        let group = target.resource.group;
+        Err(ApiError::Forbidden {
+            message: format!(
+                "{resource}{} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{group}\"{scope}",
+                target.name.map(|name| format!(" \"{name}\"")).unwrap_or_default(),
+                call.user.name
+            ),
+        })
+    }
+}
+
+fn non_resource(route: Route<'_>, accept: &str, method: &Method) -> Result<Reply, ApiError> {
+    if method != Method::GET {
+        return Err(ApiError::MethodNotAllowed { message: format!("{method} is not supported here") });
+    }
+    let reply = match route {
+        Route::Version => Reply::ok(discovery::version()),
+        Route::Health => return Ok(Reply::Raw(text_response(StatusCode::OK, "ok"))),
+        Route::CoreGroup if discovery::wants_aggregated(accept) => aggregated(true),
+        Route::Groups if discovery::wants_aggregated(accept) => aggregated(false),
+        Route::CoreGroup => Reply::ok(discovery::api_versions()),
+        Route::Groups => Reply::ok(discovery::api_group_list()),
+        Route::Group { group } if discovery::serves_group(group) => Reply::ok(discovery::api_group(group)),
+        Route::Group { .. } => return Err(ApiError::NoSuchPath),
+        Route::ResourceList { group, version } => Reply::ok(discovery::resource_list(group, version)),
+        Route::OpenApiIndex => Reply::ok(crate::openapi::index()),
+        Route::OpenApiGroupVersion { group, version } => {
+            Reply::ok(crate::openapi::group_version(group, version).ok_or(ApiError::NoSuchPath)?)
+        }
+        Route::Resource(_) => unreachable!("resource routes are dispatched by the caller"),
+    };
+    Ok(reply)
+}
+
+fn aggregated(core: bool) -> Reply {
+    let body = discovery::aggregated(core);
+    Reply::Json {
+        code: StatusCode::OK,
+        body,
+        content_type: discovery::AGGREGATED_CONTENT_TYPE,
+        warnings: Vec::new(),
+    }
+}
+
+async fn read_body(body: UnsyncBoxBody<Bytes, std::io::Error>) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, REQUEST_BODY_BYTES_MAX);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::RequestTooLarge { limit_bytes: REQUEST_BODY_BYTES_MAX })
+        }
+        Err(error) => Err(ApiError::bad_request(format!("reading the request body failed: {error}"))),
+    }
+}
+
+pub fn json_response(
+    code: StatusCode,
+    body: &Value,
+    content_type: &str,
+    warnings: &[String],
+) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).expect("JSON values serialize");
+    let mut builder = Response::builder().status(code).header(CONTENT_TYPE, content_type);
+    for warning in warnings {
+        let escaped = warning.replace('\\', "\\\\").replace('"', "\\\"");
+        builder = builder.header("Warning", format!("299 - \"{escaped}\""));
+    }
+    builder.body(full(bytes)).expect("a response with valid headers builds")
+}
+
+pub fn error_response(error: &ApiError) -> Response<Body> {
+    let status = serde_json::to_value(error.status()).expect("a Status serializes");
+    json_response(error.code(), &status, JSON, &[])
+}
+
+pub fn text_response(code: StatusCode, text: &str) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header(CONTENT_TYPE, "text/plain")
+        .body(full(Bytes::copy_from_slice(text.as_bytes())))
+        .expect("a response with valid headers builds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Query parameters kubectl sends parse into their fields; bad numbers and dryRun values
+    // are refused.
+    #[test]
+    fn query_parameters() {
+        let query = Query::parse("watch=true&resourceVersion=12&limit=500&labelSelector=app%3Dweb&fieldManager=kubectl-client-side-apply&container=c")
+            .expect("parses");
+        assert!(query.watch);
+        assert_eq!(query.resource_version.as_deref(), Some("12"));
+        assert_eq!(query.limit, Some(500));
+        assert_eq!(query.label_selector.as_deref(), Some("app=web"));
+        assert_eq!(query.other("container"), Some("c"));
+        assert!(Query::parse("limit=ten").is_err());
+        assert!(Query::parse("dryRun=Some").is_err());
+        assert!(Query::parse("dryRun=All").expect("dry run").dry_run);
+    }
+}

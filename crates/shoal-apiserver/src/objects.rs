@@ -1,0 +1,452 @@
+//! Kubernetes objects in the replicated store: keys, revisions, optimistic concurrency, paging.
+//!
+//! Each object is one key, `/registry/<group>/<plural>/<namespace>/<name>` (the namespace
+//! segment absent for cluster-scoped kinds, `core` standing for the core group), holding the
+//! object's JSON without `metadata.resourceVersion`: the resourceVersion is the key's
+//! `mod_revision`, filled in on every read. Every conditional write is a store transaction
+//! that compares the key's `mod_revision`, which is how a stale update becomes a 409.
+//!
+//! Architecture invariant: the store never sees a Secret in the clear; `SecretBox` seals
+//! values of the `secrets` resource before they are proposed and opens them after reads.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use serde_json::Value;
+use shoal_store::command::{CommandError, Operation, Outcome};
+use shoal_store::mvcc::{KeyValue, MvccError, Revision};
+use shoal_store::request::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyRange, PutRequest, RangeRequest, RequestOp,
+    ResponseOp, TxnRequest,
+};
+use shoal_store::store::{Consistency, ReadError, Store, WriteError};
+
+use crate::error::ApiError;
+use crate::resource::ResourceType;
+use crate::secret_box::SecretBox;
+
+/// The prefix of every key the API server writes.
+pub const REGISTRY_PREFIX: &str = "/registry/";
+/// Keys read from the store per round while a filtered list fills a page.
+const LIST_BATCH_KEYS: i64 = 1_000;
+/// How long a read with `resourceVersionMatch=NotOlderThan` waits for this member to catch up.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Which state a read may see (the list and get `resourceVersion` semantics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadAt {
+    /// The latest state: a linearizable read (resourceVersion unset).
+    Latest,
+    /// Whatever this member has (resourceVersion="0").
+    Any,
+    /// This member's state once it has applied at least this revision.
+    NotOlderThan(Revision),
+    /// Exactly this revision (resourceVersionMatch=Exact, and continue tokens).
+    Exact(Revision),
+}
+
+/// An object read from the store, with its resourceVersion filled in.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub object: Value,
+    pub revision: Revision,
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct ListPage {
+    pub items: Vec<Value>,
+    /// The revision the whole list (across pages) is read at.
+    pub revision: Revision,
+    /// The token for the next page, if the list was cut short by the limit.
+    pub continue_token: Option<String>,
+}
+
+/// A list request.
+pub struct ListRequest<'a> {
+    pub resource: &'static ResourceType,
+    pub namespace: Option<&'a str>,
+    pub read: ReadAt,
+    /// At most this many items; `None` for all.
+    pub limit: Option<usize>,
+    pub continue_token: Option<&'a str>,
+    /// Keeps an item in the page (label and field selectors).
+    pub filter: &'a (dyn Fn(&Value) -> bool + Sync),
+}
+
+/// The store, seen as a set of Kubernetes objects.
+#[derive(Clone)]
+pub struct ObjectStore {
+    store: Store,
+    secret_box: SecretBox,
+}
+
+/// Where a list continues: the revision of the first page and the next key.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: Revision,
+    start: String,
+}
+
+impl ObjectStore {
+    pub fn new(store: Store, secret_box: SecretBox) -> Self {
+        Self { store, secret_box }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The store key of one object.
+    pub fn key(resource: &ResourceType, namespace: Option<&str>, name: &str) -> String {
+        let mut key = Self::collection_prefix(resource, namespace);
+        key.push_str(name);
+        key
+    }
+
+    /// The prefix of a collection: every namespace's when `namespace` is `None`.
+    pub fn collection_prefix(resource: &ResourceType, namespace: Option<&str>) -> String {
+        let group = if resource.group.is_empty() { "core" } else { resource.group };
+        match namespace {
+            Some(namespace) => format!("{REGISTRY_PREFIX}{group}/{}/{namespace}/", resource.plural),
+            None => format!("{REGISTRY_PREFIX}{group}/{}/", resource.plural),
+        }
+    }
+
+    pub async fn get(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        read: ReadAt,
+    ) -> Result<Option<Stored>, ApiError> {
+        let key = Self::key(resource, namespace, name);
+        let request = RangeRequest { range: KeyRange::key(key), ..RangeRequest::default() };
+        let (response, _) = self.range(request, read).await?;
+        response.kvs.into_iter().next().map(|kv| self.decode(resource, &kv)).transpose()
+    }
+
+    /// One page of a collection, filtered, read at one revision across pages.
+    pub async fn list(&self, request: &ListRequest<'_>) -> Result<ListPage, ApiError> {
+        let prefix = Self::collection_prefix(request.resource, request.namespace);
+        let range_end = shoal_store::request::prefix_end(prefix.as_bytes());
+        let (mut start, mut read) = (Bytes::from(prefix.clone()), request.read);
+        if let Some(token) = request.continue_token {
+            let token = decode_continue(token)?;
+            start = Bytes::from(format!("{prefix}{}", token.start));
+            read = ReadAt::Exact(token.rv);
+        }
+        let limit = request.limit.unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut revision = None;
+        loop {
+            let range = KeyRange { key: start.clone(), range_end: range_end.clone() };
+            let batch = RangeRequest { range, limit: LIST_BATCH_KEYS, ..RangeRequest::default() };
+            let (response, read_revision) = self.range(batch, read).await?;
+            let revision = *revision.get_or_insert(read_revision);
+            read = ReadAt::Exact(revision);
+            let last_key = response.kvs.last().map(|kv| kv.key.clone());
+            let mut kvs = response.kvs.into_iter();
+            while let Some(kv) = kvs.next() {
+                let object = self.decode(request.resource, &kv)?.object;
+                if !(request.filter)(&object) {
+                    continue;
+                }
+                items.push(object);
+                let more_keys = kvs.len() > 0 || response.more;
+                if items.len() == limit && more_keys {
+                    let name = kv.key[prefix.len()..].to_vec();
+                    let start = format!("{}\0", String::from_utf8_lossy(&name));
+                    let token = encode_continue(&ContinueToken { rv: revision, start });
+                    return Ok(ListPage { items, revision, continue_token: Some(token) });
+                }
+            }
+            let Some(last_key) = last_key.filter(|_| response.more) else {
+                return Ok(ListPage { items, revision, continue_token: None });
+            };
+            let mut next = last_key.to_vec();
+            next.push(0);
+            start = Bytes::from(next);
+        }
+    }
+
+    /// Creates an object; 409 AlreadyExists if the key exists.
+    pub async fn create(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        object: &Value,
+    ) -> Result<Stored, ApiError> {
+        let key = Self::key(resource, namespace, name);
+        let absent = Compare {
+            range: KeyRange::key(key.clone()),
+            result: CompareResult::Equal,
+            target: CompareTarget::CreateRevision(0),
+        };
+        let put = RequestOp::Put(PutRequest {
+            key: Bytes::from(key),
+            value: self.encode(resource, object)?,
+            ..PutRequest::default()
+        });
+        let txn = TxnRequest { compare: vec![absent], success: vec![put], failure: vec![] };
+        let (succeeded, revision, _) = self.txn(txn).await?;
+        if !succeeded {
+            return Err(already_exists(resource, name));
+        }
+        Ok(Stored { object: with_resource_version(object.clone(), revision), revision })
+    }
+
+    /// Replaces an object if it is still at `expected_revision`; 409 Conflict otherwise, 404
+    /// if it is gone.
+    pub async fn update(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        object: &Value,
+        expected_revision: Revision,
+    ) -> Result<Stored, ApiError> {
+        let key = Self::key(resource, namespace, name);
+        let put = RequestOp::Put(PutRequest {
+            key: Bytes::from(key.clone()),
+            value: self.encode(resource, object)?,
+            ..PutRequest::default()
+        });
+        let (succeeded, revision, present) = self.conditional(&key, expected_revision, put).await?;
+        match (succeeded, present) {
+            (true, _) => Ok(Stored { object: with_resource_version(object.clone(), revision), revision }),
+            (false, true) => Err(conflict(resource, name)),
+            (false, false) => Err(not_found(resource, name)),
+        }
+    }
+
+    /// Deletes an object if it is still at `expected_revision`; returns the deletion's revision.
+    pub async fn delete(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        expected_revision: Revision,
+    ) -> Result<Revision, ApiError> {
+        let key = Self::key(resource, namespace, name);
+        let delete =
+            RequestOp::DeleteRange(DeleteRangeRequest { range: KeyRange::key(key.clone()), prev_kv: false });
+        let (succeeded, revision, present) = self.conditional(&key, expected_revision, delete).await?;
+        match (succeeded, present) {
+            (true, _) => Ok(revision),
+            (false, true) => Err(conflict(resource, name)),
+            (false, false) => Err(not_found(resource, name)),
+        }
+    }
+
+    /// Runs `op` if `key` is at `expected_revision`; returns (succeeded, revision, key exists).
+    async fn conditional(
+        &self,
+        key: &str,
+        expected_revision: Revision,
+        op: RequestOp,
+    ) -> Result<(bool, Revision, bool), ApiError> {
+        let unchanged = Compare {
+            range: KeyRange::key(key.to_owned()),
+            result: CompareResult::Equal,
+            target: CompareTarget::ModRevision(expected_revision),
+        };
+        let probe = RequestOp::Range(RangeRequest {
+            range: KeyRange::key(key.to_owned()),
+            count_only: true,
+            ..RangeRequest::default()
+        });
+        let txn = TxnRequest { compare: vec![unchanged], success: vec![op], failure: vec![probe] };
+        let (succeeded, revision, responses) = self.txn(txn).await?;
+        let present = match responses.first() {
+            Some(ResponseOp::Range(range)) => range.count > 0,
+            _ => true,
+        };
+        Ok((succeeded, revision, present))
+    }
+
+    async fn txn(&self, txn: TxnRequest) -> Result<(bool, Revision, Vec<ResponseOp>), ApiError> {
+        let response = self.store.write(Operation::Txn(txn)).await.map_err(write_error)?;
+        match response.outcome {
+            Ok(Outcome::Txn(txn)) => Ok((txn.succeeded, response.revision, txn.responses)),
+            other => panic!("the store answered a transaction with {other:?}"),
+        }
+    }
+
+    /// Reads a range at `read`, returning the response and the revision it reflects.
+    async fn range(
+        &self,
+        mut request: RangeRequest,
+        read: ReadAt,
+    ) -> Result<(shoal_store::request::RangeResponse, Revision), ApiError> {
+        let consistency = match read {
+            ReadAt::Latest => Consistency::Linearizable,
+            ReadAt::Any => Consistency::Serializable,
+            ReadAt::NotOlderThan(revision) => {
+                self.wait_for_revision(revision).await?;
+                Consistency::Serializable
+            }
+            ReadAt::Exact(revision) => {
+                self.wait_for_revision(revision).await?;
+                request.revision = revision;
+                Consistency::Serializable
+            }
+        };
+        let (response, current) = self.store.range(&request, consistency).await.map_err(read_error)?;
+        let revision = if request.revision > 0 { request.revision } else { current };
+        Ok((response, revision))
+    }
+
+    async fn wait_for_revision(&self, revision: Revision) -> Result<(), ApiError> {
+        let mut applied = self.store.shared().revision.subscribe();
+        let reached = applied.wait_for(|current| *current >= revision);
+        match tokio::time::timeout(CATCH_UP_TIMEOUT, reached).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_closed)) => Err(ApiError::ServiceUnavailable { message: "the store is stopping".into() }),
+            Err(_elapsed) => Err(ApiError::Timeout {
+                message: format!(
+                    "Too large resource version: {revision}, current: {}",
+                    self.store.revision()
+                ),
+            }),
+        }
+    }
+
+    fn encode(&self, resource: &ResourceType, object: &Value) -> Result<Bytes, ApiError> {
+        let mut object = object.clone();
+        if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.remove("resourceVersion");
+        }
+        let json = serde_json::to_vec(&object).map_err(|error| ApiError::internal(error.to_string()))?;
+        if resource.plural == "secrets" && resource.group.is_empty() {
+            return Ok(Bytes::from(self.secret_box.seal(&json)));
+        }
+        Ok(Bytes::from(json))
+    }
+
+    /// Turns a stored key-value into the object clients see.
+    pub fn decode(&self, resource: &ResourceType, kv: &KeyValue) -> Result<Stored, ApiError> {
+        let opened;
+        let json: &[u8] = if resource.plural == "secrets" && resource.group.is_empty() {
+            opened = self.secret_box.open(&kv.value).map_err(|error| {
+                tracing::error!(key = %String::from_utf8_lossy(&kv.key), %error, "cannot open a stored secret");
+                ApiError::internal("a stored secret cannot be decrypted with this server's key")
+            })?;
+            &opened
+        } else {
+            &kv.value
+        };
+        let object: Value = serde_json::from_slice(json).map_err(|error| {
+            tracing::error!(key = %String::from_utf8_lossy(&kv.key), %error, "stored object is not JSON");
+            ApiError::internal("a stored object is corrupt")
+        })?;
+        Ok(Stored { object: with_resource_version(object, kv.mod_revision), revision: kv.mod_revision })
+    }
+}
+
+/// Sets `metadata.resourceVersion` to `revision`.
+pub fn with_resource_version(mut object: Value, revision: Revision) -> Value {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.insert("resourceVersion".into(), Value::String(revision.to_string()));
+    }
+    object
+}
+
+fn encode_continue(token: &ContinueToken) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(token).expect("a continue token serializes"))
+}
+
+fn decode_continue(text: &str) -> Result<ContinueToken, ApiError> {
+    let invalid = || ApiError::bad_request("continue key is not valid: the token is malformed");
+    let bytes = URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).map_err(|_| invalid())?;
+    let token: ContinueToken = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    if token.rv <= 0 || token.start.contains('/') {
+        return Err(invalid());
+    }
+    Ok(token)
+}
+
+pub fn not_found(resource: &ResourceType, name: &str) -> ApiError {
+    ApiError::NotFound {
+        resource: resource.qualified_plural(),
+        name: name.to_owned(),
+        group: resource.group.to_owned(),
+        kind: resource.plural.to_owned(),
+    }
+}
+
+pub fn already_exists(resource: &ResourceType, name: &str) -> ApiError {
+    ApiError::AlreadyExists {
+        resource: resource.qualified_plural(),
+        name: name.to_owned(),
+        group: resource.group.to_owned(),
+        kind: resource.plural.to_owned(),
+    }
+}
+
+pub fn conflict(resource: &ResourceType, name: &str) -> ApiError {
+    ApiError::Conflict {
+        resource: resource.qualified_plural(),
+        name: name.to_owned(),
+        group: resource.group.to_owned(),
+        kind: resource.plural.to_owned(),
+    }
+}
+
+fn write_error(error: WriteError) -> ApiError {
+    match error {
+        WriteError::Rejected(CommandError::Mvcc(error)) => ApiError::internal(error.to_string()),
+        WriteError::Rejected(error) => ApiError::internal(error.to_string()),
+        WriteError::NoLeader => ApiError::ServiceUnavailable {
+            message: "the store has no leader (no quorum); the write was not applied".into(),
+        },
+        WriteError::OutcomeUnknown => ApiError::Timeout {
+            message: "the store did not confirm the write in time; it may or may not have been applied"
+                .into(),
+        },
+        WriteError::Stopping => ApiError::ServiceUnavailable {
+            message: "the server is stopping; the write may or may not have been applied".into(),
+        },
+    }
+}
+
+fn read_error(error: ReadError) -> ApiError {
+    match error {
+        ReadError::Mvcc(MvccError::Compacted { compact_revision }) => ApiError::Expired {
+            message: format!(
+                "The resourceVersion for the provided list is too old (compacted at {compact_revision}); start a new list"
+            ),
+        },
+        ReadError::Mvcc(MvccError::FutureRevision { .. }) => {
+            ApiError::Timeout { message: "Too large resource version".into() }
+        }
+        ReadError::Mvcc(error) => ApiError::internal(error.to_string()),
+        ReadError::NoLeader => ApiError::ServiceUnavailable {
+            message: "the store has no leader (no quorum); a consistent read needs one (resourceVersion=0 reads without)"
+                .into(),
+        },
+        ReadError::Timeout => ApiError::Timeout { message: "the store did not confirm the read in time".into() },
+        ReadError::Stopping => ApiError::ServiceUnavailable { message: "the server is stopping".into() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Continue tokens round-trip, and tampered ones are refused rather than read.
+    #[test]
+    fn continue_tokens() {
+        let token = encode_continue(&ContinueToken { rv: 42, start: "web-3\0".into() });
+        let decoded = decode_continue(&token).expect("round trip");
+        assert_eq!((decoded.rv, decoded.start.as_str()), (42, "web-3\0"));
+        for bad in ["", "!!", &URL_SAFE_NO_PAD.encode(br#"{"rv":0,"start":"a"}"#)] {
+            assert!(decode_continue(bad).is_err(), "{bad}");
+        }
+        let escaping = URL_SAFE_NO_PAD.encode(br#"{"rv":3,"start":"../secrets/x"}"#);
+        assert!(decode_continue(&escaping).is_err());
+    }
+}

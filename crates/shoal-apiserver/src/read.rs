@@ -1,0 +1,202 @@
+//! get and list: resourceVersion semantics, selectors, paging, and Table output.
+
+use http::StatusCode;
+use serde_json::{Value, json};
+use shoal_store::mvcc::Revision;
+
+use crate::api::{Api, Call, Query, Reply, TABLE_CONTENT_TYPE};
+use crate::error::ApiError;
+use crate::objects::{ListRequest, ReadAt, not_found};
+use crate::resource::ResourceType;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::table;
+
+pub async fn get(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let target = &call.target;
+    let name = target.name.expect("get has a name");
+    let read = read_at(&call.query, false)?;
+    let stored = api.objects.get(target.resource, target.namespace, name, read).await?;
+    let object = stored.ok_or_else(|| not_found(target.resource, name))?.object;
+    if call.wants_table() {
+        let revision = resource_version(&object);
+        return Ok(table_reply(target.resource, &[object], revision, None, &call.query));
+    }
+    Ok(Reply::ok(object))
+}
+
+pub async fn list(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let target = &call.target;
+    let filter = Filter::from_query(target.resource, &call.query)?;
+    let read = read_at(&call.query, true)?;
+    let matches = |object: &Value| filter.matches(object);
+    let request = ListRequest {
+        resource: target.resource,
+        namespace: target.namespace,
+        read,
+        limit: call.query.limit,
+        continue_token: call.query.continue_token.as_deref(),
+        filter: &matches,
+    };
+    let page = api.objects.list(&request).await?;
+    if call.wants_table() {
+        let continue_token = page.continue_token.as_deref();
+        return Ok(table_reply(target.resource, &page.items, page.revision, continue_token, &call.query));
+    }
+    let mut metadata = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(token) = page.continue_token {
+        metadata["continue"] = Value::String(token);
+    }
+    Ok(Reply::ok(json!({
+        "kind": format!("{}List", target.resource.kind),
+        "apiVersion": target.resource.api_version(),
+        "metadata": metadata,
+        "items": page.items,
+    })))
+}
+
+/// The label and field selectors of a list or watch.
+pub struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+    name: Option<String>,
+}
+
+impl Filter {
+    pub fn from_query(resource: &ResourceType, query: &Query) -> Result<Self, ApiError> {
+        let labels = match query.label_selector.as_deref() {
+            Some(text) => {
+                LabelSelector::parse(text).map_err(|error| ApiError::bad_request(error.to_string()))?
+            }
+            None => LabelSelector::everything(),
+        };
+        let fields = match query.field_selector.as_deref() {
+            Some(text) => FieldSelector::parse(resource.kind, text)
+                .map_err(|error| ApiError::bad_request(error.to_string()))?,
+            None => FieldSelector::everything(),
+        };
+        Ok(Self { labels, fields, name: None })
+    }
+
+    /// Also requires `metadata.name == name` (a watch of one object).
+    pub fn with_name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        let name_matches = self.name.as_deref().is_none_or(|name| crate::meta::name(object) == name);
+        name_matches && self.labels.matches_object(object) && self.fields.matches(object)
+    }
+}
+
+/// What state a read may see, from `resourceVersion` and `resourceVersionMatch`.
+pub fn read_at(query: &Query, list: bool) -> Result<ReadAt, ApiError> {
+    let Some(text) = query.resource_version.as_deref() else {
+        if query.resource_version_match.is_some() {
+            return Err(ApiError::bad_request(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+        return Ok(ReadAt::Latest);
+    };
+    let revision: Revision = text
+        .parse()
+        .ok()
+        .filter(|revision| *revision >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version {text:?}")))?;
+    match (query.resource_version_match.as_deref(), revision) {
+        (Some("Exact"), 0) => Err(ApiError::bad_request(
+            "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"",
+        )),
+        (Some("Exact"), _) if list => Ok(ReadAt::Exact(revision)),
+        (None | Some("NotOlderThan"), 0) => Ok(ReadAt::Any),
+        (None | Some("NotOlderThan"), _) => Ok(ReadAt::NotOlderThan(revision)),
+        (Some(other), _) => Err(ApiError::bad_request(format!("unsupported resourceVersionMatch {other:?}"))),
+    }
+}
+
+fn resource_version(object: &Value) -> Revision {
+    crate::meta::metadata_str(object, "resourceVersion").parse().unwrap_or(0)
+}
+
+/// A `meta.k8s.io/v1` Table of `objects`, rows carrying `PartialObjectMetadata` by default.
+pub fn table(resource: &ResourceType, objects: &[Value], query: &Query) -> Value {
+    let now = jiff::Timestamp::now();
+    let columns: Vec<Value> = table::columns(resource.kind)
+        .iter()
+        .map(|column| {
+            json!({
+                "name": column.name,
+                "type": column.type_,
+                "format": column.format,
+                "description": column.description,
+                "priority": column.priority,
+            })
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            let mut row = json!({"cells": table::cells(resource.kind, object, now)});
+            match query.include_object.as_deref() {
+                Some("None") => {}
+                Some("Object") => row["object"] = object.clone(),
+                _ => {
+                    row["object"] = json!({
+                        "kind": "PartialObjectMetadata",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                    });
+                }
+            }
+            row
+        })
+        .collect();
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "columnDefinitions": columns, "rows": rows})
+}
+
+fn table_reply(
+    resource: &ResourceType,
+    objects: &[Value],
+    revision: Revision,
+    continue_token: Option<&str>,
+    query: &Query,
+) -> Reply {
+    let mut body = table(resource, objects, query);
+    body["metadata"] = json!({"resourceVersion": revision.to_string()});
+    if let Some(token) = continue_token {
+        body["metadata"]["continue"] = Value::String(token.to_owned());
+    }
+    Reply::Json { code: StatusCode::OK, body, content_type: TABLE_CONTENT_TYPE, warnings: Vec::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(resource_version: Option<&str>, resource_version_match: Option<&str>) -> Query {
+        Query {
+            resource_version: resource_version.map(str::to_owned),
+            resource_version_match: resource_version_match.map(str::to_owned),
+            ..Query::default()
+        }
+    }
+
+    // resourceVersion and resourceVersionMatch map to what the read may see, as in
+    // Kubernetes' list semantics table.
+    #[test]
+    fn resource_version_semantics() {
+        assert_eq!(read_at(&query(None, None), true).ok(), Some(ReadAt::Latest));
+        assert_eq!(read_at(&query(Some("0"), None), true).ok(), Some(ReadAt::Any));
+        assert_eq!(read_at(&query(Some("12"), None), true).ok(), Some(ReadAt::NotOlderThan(12)));
+        assert_eq!(
+            read_at(&query(Some("12"), Some("NotOlderThan")), true).ok(),
+            Some(ReadAt::NotOlderThan(12))
+        );
+        assert_eq!(read_at(&query(Some("12"), Some("Exact")), true).ok(), Some(ReadAt::Exact(12)));
+        assert!(read_at(&query(Some("0"), Some("Exact")), true).is_err());
+        assert!(read_at(&query(None, Some("Exact")), true).is_err());
+        assert!(read_at(&query(Some("-3"), None), true).is_err());
+        assert!(read_at(&query(Some("abc"), None), true).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! The HTTPS listener: TLS, client identities, connection limits, and hand-off to the API.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use shoal_pki::{ClientAuth, TlsFiles};
+use shoal_store::store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::Api;
+use crate::auth::{TokenAuthenticator, User};
+use crate::objects::ObjectStore;
+use crate::secret_box::SecretBox;
+
+/// Connections served at once; more wait in the kernel's accept queue.
+pub const CONNECTIONS_MAX: usize = 4_096;
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A response body: whole, or streamed (watch, follow).
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// What an API server needs to start.
+#[derive(Debug, Clone)]
+pub struct ApiServerConfig {
+    pub listen: SocketAddr,
+    /// The serving certificate, and the CA whose client certificates are accepted.
+    pub tls: TlsFiles,
+    /// Bearer tokens (Kubernetes' static token file format).
+    pub token_file: Option<PathBuf>,
+    /// The keys that encrypt Secrets at rest.
+    pub encryption_key_file: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiStartError {
+    #[error("binding the API address {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] shoal_pki::PkiError),
+    #[error(transparent)]
+    Tokens(#[from] crate::auth::TokenFileError),
+    #[error(transparent)]
+    Encryption(#[from] crate::secret_box::SecretBoxError),
+}
+
+/// A running API server.
+pub struct RunningApiServer {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningApiServer {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts serving the Kubernetes API over `store`.
+pub async fn start(config: ApiServerConfig, store: Store) -> Result<RunningApiServer, ApiStartError> {
+    let mut tls = shoal_pki::server_config(&config.tls, ClientAuth::Optional)?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let tokens = match &config.token_file {
+        Some(path) => TokenAuthenticator::load(path)?,
+        None => TokenAuthenticator::default(),
+    };
+    let secret_box = SecretBox::load_or_generate(&config.encryption_key_file)?;
+    let api = Arc::new(Api::new(ObjectStore::new(store, secret_box), tokens));
+    api.ensure_system_namespaces();
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ApiStartError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ApiStartError::Bind { addr: config.listen, source })?;
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, acceptor, api, stopped));
+    tracing::info!(%addr, "Kubernetes API serving");
+    Ok(RunningApiServer { addr, stop, task })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    api: Arc<Api>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accepting an API connection failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let api = api.clone();
+        let stopped = stopped.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
+                tracing::debug!(%peer, "TLS handshake failed or timed out");
+                return;
+            };
+            let certificate_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| shoal_pki::peer_identity(leaf))
+                .map(|identity| User { name: identity.common_name, groups: identity.organizations });
+            serve_connection(tls, api, certificate_user, stopped).await;
+        });
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    api: Arc<Api>,
+    certificate_user: Option<User>,
+    mut stopped: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+        let api = api.clone();
+        let user = certificate_user.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body.map_err(std::io::Error::other).boxed_unsync();
+            Ok::<_, Infallible>(api.handle(parts, body, user).await)
+        }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "API connection ended with an error");
+            }
+        }
+        _ = stopped.changed() => {}
+    }
+}
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(bytes.into()).boxed_unsync()
+}

@@ -1,0 +1,627 @@
+//! The writing verbs: create, update, patch, delete, deletecollection, and the binding,
+//! eviction and scale subresources.
+//!
+//! Every change is a compare-and-swap on the object's revision: an update or patch reads the
+//! object, computes the new one, and writes it only if the object is still at the revision
+//! read. A patch without a resourceVersion of its own retries on a lost race, as kube-apiserver
+//! does; an update that names a stale resourceVersion gets 409 Conflict.
+
+use http::StatusCode;
+use http::header::CONTENT_TYPE;
+use serde_json::{Value, json};
+use shoal_store::mvcc::Revision;
+
+use crate::admit::{self, FieldValidation};
+use crate::api::{Api, Call, Reply};
+use crate::error::{ApiError, success_status};
+use crate::meta;
+use crate::objects::{ReadAt, Stored, not_found};
+use crate::resource::{self, ResourceType};
+
+/// How often a patch or status change is retried after losing a race with another writer.
+const PATCH_ATTEMPTS_MAX: usize = 5;
+/// The grace period of a pod deleted without one.
+const POD_GRACE_PERIOD_SECONDS_DEFAULT: i64 = 30;
+
+pub async fn create(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let resource = call.target.resource;
+    let mut warnings = Vec::new();
+    let mut object = admit::body_object(call)?;
+    admit::check_type(resource, &mut object)?;
+    admit::check_namespace(resource, &mut object, call.target.namespace)?;
+    admit::generate_name(&mut object);
+    let validation = FieldValidation::from_call(call)?;
+    let mut object = admit::normalize(resource, object, validation, &mut warnings)?;
+    admit::prepare_create(resource, &mut object);
+    admit::default_and_validate(resource, &mut object, None)?;
+    let name = meta::name(&object).to_owned();
+    if resource.namespaced {
+        check_namespace_open(api, meta::namespace(&object)).await?;
+    }
+    if call.query.dry_run {
+        return Ok(with_warnings(Reply::with_code(StatusCode::CREATED, object), warnings));
+    }
+    let stored = api.objects.create(resource, call.target.namespace, &name, &object).await?;
+    Ok(with_warnings(Reply::with_code(StatusCode::CREATED, stored.object), warnings))
+}
+
+pub async fn update(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let target = &call.target;
+    let resource = target.resource;
+    let name = target.name.expect("update has a name");
+    let mut warnings = Vec::new();
+    let mut object = admit::body_object(call)?;
+    admit::check_type(resource, &mut object)?;
+    admit::check_namespace(resource, &mut object, target.namespace)?;
+    let body_name = meta::name(&object);
+    if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let validation = FieldValidation::from_call(call)?;
+    let object = admit::normalize(resource, object, validation, &mut warnings)?;
+    let current = read_current(api, resource, target.namespace, name).await?;
+    let precondition = meta::metadata_str(&object, "resourceVersion");
+    if !precondition.is_empty() && precondition != current.revision.to_string() {
+        return Err(crate::objects::conflict(resource, name));
+    }
+    let stored = save(api, call, current, object).await?;
+    Ok(with_warnings(Reply::ok(stored.object), warnings))
+}
+
+pub async fn patch(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let target = &call.target;
+    let resource = target.resource;
+    let name = target.name.expect("patch has a name");
+    let content_type = call.header(CONTENT_TYPE).split(';').next().unwrap_or("").trim().to_owned();
+    let kind = PatchKind::from_content_type(&content_type)?;
+    let validation = FieldValidation::from_call(call)?;
+    let patch: Value = serde_json::from_slice(&call.body)
+        .map_err(|error| ApiError::bad_request(format!("the patch is not valid JSON: {error}")))?;
+    for _ in 0..PATCH_ATTEMPTS_MAX {
+        let current = match api.objects.get(resource, target.namespace, name, ReadAt::Latest).await? {
+            Some(current) => current,
+            None if kind == PatchKind::Apply => return apply_create(api, call, patch).await,
+            None => return Err(not_found(resource, name)),
+        };
+        let patched = kind.apply(resource, &current.object, &patch)?;
+        let precondition = meta::metadata_str(&patched, "resourceVersion").to_owned();
+        if !precondition.is_empty() && precondition != current.revision.to_string() {
+            return Err(crate::objects::conflict(resource, name));
+        }
+        let mut warnings = Vec::new();
+        let mut patched = patched;
+        admit::check_type(resource, &mut patched)?;
+        admit::check_namespace(resource, &mut patched, target.namespace)?;
+        let patched = admit::normalize(resource, patched, validation, &mut warnings)?;
+        match save(api, call, current, patched).await {
+            Err(ApiError::Conflict { .. }) if precondition.is_empty() => continue,
+            Ok(stored) => return Ok(with_warnings(Reply::ok(stored.object), warnings)),
+            Err(error) => return Err(error),
+        }
+    }
+    Err(crate::objects::conflict(resource, name))
+}
+
+/// The patch formats of `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    Json,
+    Merge,
+    StrategicMerge,
+    /// Server-side apply.
+    Apply,
+}
+
+impl PatchKind {
+    fn from_content_type(content_type: &str) -> Result<Self, ApiError> {
+        match content_type {
+            "application/json-patch+json" => Ok(Self::Json),
+            "application/merge-patch+json" => Ok(Self::Merge),
+            "application/strategic-merge-patch+json" => Ok(Self::StrategicMerge),
+            "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(Self::Apply),
+            _ => Err(ApiError::UnsupportedMediaType {
+                accepted: "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml".into(),
+            }),
+        }
+    }
+
+    fn apply(self, resource: &ResourceType, current: &Value, patch: &Value) -> Result<Value, ApiError> {
+        let invalid =
+            |detail: String| ApiError::bad_request(format!("the patch cannot be applied: {detail}"));
+        match self {
+            Self::Json => {
+                let operations: json_patch::Patch =
+                    serde_json::from_value(patch.clone()).map_err(|error| invalid(error.to_string()))?;
+                let mut patched = current.clone();
+                json_patch::patch(&mut patched, &operations).map_err(|error| invalid(error.to_string()))?;
+                Ok(patched)
+            }
+            Self::Merge => {
+                if !patch.is_object() {
+                    return Err(invalid("a merge patch must be a JSON object".into()));
+                }
+                let mut patched = current.clone();
+                json_patch::merge(&mut patched, patch);
+                Ok(patched)
+            }
+            Self::StrategicMerge | Self::Apply => {
+                (resource.codec.strategic_merge)(current, patch).map_err(|error| invalid(error.to_string()))
+            }
+        }
+    }
+}
+
+/// Server-side apply of an object that does not exist yet: a create (201).
+async fn apply_create(api: &Api, call: &Call<'_>, applied: Value) -> Result<Reply, ApiError> {
+    let resource = call.target.resource;
+    let mut object = applied;
+    if !object.is_object() {
+        return Err(ApiError::bad_request("an applied configuration must be a JSON object"));
+    }
+    admit::check_type(resource, &mut object)?;
+    admit::check_namespace(resource, &mut object, call.target.namespace)?;
+    let name = call.target.name.expect("apply has a name");
+    if meta::name(&object) != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            meta::name(&object)
+        )));
+    }
+    let mut warnings = Vec::new();
+    let mut object = admit::normalize(resource, object, FieldValidation::from_call(call)?, &mut warnings)?;
+    admit::prepare_create(resource, &mut object);
+    admit::default_and_validate(resource, &mut object, None)?;
+    if resource.namespaced {
+        check_namespace_open(api, meta::namespace(&object)).await?;
+    }
+    if call.query.dry_run {
+        return Ok(with_warnings(Reply::with_code(StatusCode::CREATED, object), warnings));
+    }
+    let stored = api.objects.create(resource, call.target.namespace, name, &object).await?;
+    Ok(with_warnings(Reply::with_code(StatusCode::CREATED, stored.object), warnings))
+}
+
+/// Writes `new` over `current` (the common end of update and patch): server-owned fields,
+/// defaults, validation, finalizer-driven deletion, then a compare-and-swap.
+async fn save(api: &Api, call: &Call<'_>, current: Stored, mut new: Value) -> Result<Stored, ApiError> {
+    let resource = call.target.resource;
+    let name = call.target.name.expect("save has a name");
+    admit::prepare_update(resource, &mut new, &current.object, call.target.subresource);
+    admit::default_and_validate(resource, &mut new, Some(&current.object))?;
+    let mut unchanged = new.clone();
+    if let Some(metadata) = unchanged.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.insert("resourceVersion".into(), Value::String(current.revision.to_string()));
+    }
+    if unchanged == current.object || call.query.dry_run {
+        return Ok(Stored {
+            object: if call.query.dry_run { new } else { current.object },
+            revision: current.revision,
+        });
+    }
+    if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() {
+        let revision = api.objects.delete(resource, call.target.namespace, name, current.revision).await?;
+        return Ok(Stored { object: crate::objects::with_resource_version(new, revision), revision });
+    }
+    api.objects.update(resource, call.target.namespace, name, &new, current.revision).await
+}
+
+pub async fn delete(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let target = &call.target;
+    let name = target.name.expect("delete has a name");
+    let options = DeleteOptions::from_call(call)?;
+    let current = read_current(api, target.resource, target.namespace, name).await?;
+    let object =
+        delete_object(api, target.resource, target.namespace, current, &options, call.query.dry_run).await?;
+    Ok(Reply::ok(object))
+}
+
+pub async fn delete_collection(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let target = &call.target;
+    let options = DeleteOptions::from_call(call)?;
+    let filter = crate::read::Filter::from_query(target.resource, &call.query)?;
+    let matches = |object: &Value| filter.matches(object);
+    let request = crate::objects::ListRequest {
+        resource: target.resource,
+        namespace: target.namespace,
+        read: ReadAt::Latest,
+        limit: None,
+        continue_token: None,
+        filter: &matches,
+    };
+    let page = api.objects.list(&request).await?;
+    let mut deleted = Vec::new();
+    for object in page.items {
+        let revision = meta::metadata_str(&object, "resourceVersion").parse().unwrap_or(0);
+        let namespace = Some(meta::namespace(&object).to_owned()).filter(|ns| !ns.is_empty());
+        let current = Stored { object, revision };
+        match delete_object(api, target.resource, namespace.as_deref(), current, &options, call.query.dry_run)
+            .await
+        {
+            Ok(object) => deleted.push(object),
+            Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(Reply::ok(json!({
+        "kind": format!("{}List", target.resource.kind),
+        "apiVersion": target.resource.api_version(),
+        "metadata": {"resourceVersion": page.revision.to_string()},
+        "items": deleted,
+    })))
+}
+
+/// What a DELETE asks for, from its body (a `DeleteOptions`) and query.
+#[derive(Debug, Default)]
+pub struct DeleteOptions {
+    pub propagation_policy: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+}
+
+impl DeleteOptions {
+    fn from_call(call: &Call<'_>) -> Result<Self, ApiError> {
+        let mut options = DeleteOptions {
+            propagation_policy: call.query.propagation_policy.clone(),
+            grace_period_seconds: call.query.grace_period_seconds,
+            ..DeleteOptions::default()
+        };
+        if call.body.is_empty()
+            || call.header(CONTENT_TYPE).starts_with("application/vnd.kubernetes.protobuf")
+        {
+            // kubectl's protobuf DeleteOptions carries nothing the defaults do not give.
+            return Ok(options);
+        }
+        let body = admit::parse_object(&call.body)?;
+        options.merge_body(&body)?;
+        Ok(options)
+    }
+
+    pub fn merge_body(&mut self, body: &Value) -> Result<(), ApiError> {
+        if let Some(policy) = body.get("propagationPolicy").and_then(Value::as_str) {
+            self.propagation_policy = Some(policy.to_owned());
+        }
+        if let Some(orphan) = body.get("orphanDependents").and_then(Value::as_bool) {
+            self.propagation_policy = Some(if orphan { "Orphan" } else { "Background" }.to_owned());
+        }
+        if let Some(grace) = body.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            self.grace_period_seconds = Some(grace);
+        }
+        self.precondition_uid = body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_owned);
+        self.precondition_resource_version =
+            body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_owned);
+        match self.propagation_policy.as_deref() {
+            None | Some("Background" | "Foreground" | "Orphan") => Ok(()),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "propagationPolicy {other:?} is not one of Background, Foreground or Orphan"
+            ))),
+        }
+    }
+}
+
+/// Deletes one object as `options` say: at once, or by marking it (finalizers, a pod's grace
+/// period) for whoever finishes the deletion. Returns the object as last seen.
+pub async fn delete_object(
+    api: &Api,
+    resource: &'static ResourceType,
+    namespace: Option<&str>,
+    current: Stored,
+    options: &DeleteOptions,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let name = meta::name(&current.object).to_owned();
+    if let Some(uid) = &options.precondition_uid
+        && uid != meta::metadata_str(&current.object, "uid")
+    {
+        return Err(ApiError::Conflict {
+            resource: resource.qualified_plural(),
+            name,
+            group: resource.group.to_owned(),
+            kind: resource.plural.to_owned(),
+        });
+    }
+    if let Some(rv) = &options.precondition_resource_version
+        && *rv != current.revision.to_string()
+    {
+        return Err(crate::objects::conflict(resource, &name));
+    }
+    let mut marked = current.object.clone();
+    let mut finalizers = meta::finalizers(&marked);
+    let policy_finalizer = match options.propagation_policy.as_deref() {
+        Some("Foreground") => Some("foregroundDeletion"),
+        Some("Orphan") => Some("orphan"),
+        _ => None,
+    };
+    if let Some(finalizer) = policy_finalizer
+        && !meta::is_deleting(&marked)
+        && !finalizers.iter().any(|f| f == finalizer)
+    {
+        finalizers.push(finalizer.to_owned());
+    }
+    let grace = pod_grace_period(resource, &marked, options);
+    if finalizers.is_empty() && grace == 0 {
+        if dry_run {
+            return Ok(current.object);
+        }
+        let revision = api.objects.delete(resource, namespace, &name, current.revision).await?;
+        return Ok(crate::objects::with_resource_version(current.object, revision));
+    }
+    if meta::is_deleting(&marked) && meta::finalizers(&marked) == finalizers {
+        return Ok(current.object);
+    }
+    let now = jiff::Timestamp::now();
+    let deletion = now.checked_add(jiff::SignedDuration::from_secs(grace)).unwrap_or(now);
+    let metadata = meta::metadata_mut(&mut marked);
+    metadata.insert("finalizers".into(), json!(finalizers));
+    if !metadata.contains_key("deletionTimestamp") {
+        metadata.insert("deletionTimestamp".into(), json!(meta::timestamp_rfc3339(deletion)));
+        metadata.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    }
+    if finalizers.is_empty() {
+        metadata.remove("finalizers");
+    }
+    if resource.kind == "Namespace" {
+        marked["status"] = json!({"phase": "Terminating"});
+    }
+    if dry_run {
+        return Ok(marked);
+    }
+    let stored = api.objects.update(resource, namespace, &name, &marked, current.revision).await?;
+    Ok(stored.object)
+}
+
+/// How long a pod is given to stop: 0 (delete at once) for pods no node runs.
+fn pod_grace_period(resource: &ResourceType, object: &Value, options: &DeleteOptions) -> i64 {
+    if resource.kind != "Pod" || !resource.group.is_empty() {
+        return 0;
+    }
+    let bound = object.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|node| !node.is_empty());
+    let finished =
+        matches!(object.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+    if !bound || finished {
+        return 0;
+    }
+    let from_spec = object.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64);
+    options.grace_period_seconds.or(from_spec).unwrap_or(POD_GRACE_PERIOD_SECONDS_DEFAULT).max(0)
+}
+
+/// `pods/binding`: assigns an unscheduled pod to a node, once.
+pub async fn bind(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let target = &call.target;
+    let name = target.name.expect("binding has a pod name");
+    let body = admit::parse_object(&call.body)?;
+    let binding = (resource::BINDING.normalize)(body)
+        .map_err(|error| ApiError::bad_request(format!("the Binding cannot be decoded: {error}")))?
+        .object;
+    let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
+    if node.is_empty() {
+        return Err(ApiError::bad_request("a Binding needs target.name (the node)"));
+    }
+    let resource = target.resource;
+    let current = read_current(api, resource, target.namespace, name).await?;
+    if let Some(assigned) =
+        current.object.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+    {
+        return Err(ApiError::Conflict {
+            resource: resource.qualified_plural(),
+            name: format!("{name}\": pod {name} is already assigned to node \"{assigned}"),
+            group: String::new(),
+            kind: resource.plural.to_owned(),
+        });
+    }
+    if meta::is_deleting(&current.object) {
+        return Err(ApiError::Conflict {
+            resource: resource.qualified_plural(),
+            name: format!("{name}\": pod {name} is being deleted, cannot be assigned to a host"),
+            group: String::new(),
+            kind: resource.plural.to_owned(),
+        });
+    }
+    let mut bound = current.object.clone();
+    bound["spec"]["nodeName"] = json!(node);
+    set_condition(
+        &mut bound,
+        json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now_rfc3339()}),
+    );
+    if !call.query.dry_run {
+        api.objects.update(resource, target.namespace, name, &bound, current.revision).await?;
+    }
+    Ok(Reply::with_code(StatusCode::CREATED, success_status(None)))
+}
+
+/// Replaces or adds the status condition of the same type.
+fn set_condition(object: &mut Value, condition: Value) {
+    if !object.get("status").is_some_and(Value::is_object) {
+        object["status"] = json!({});
+    }
+    let conditions = &mut object["status"]["conditions"];
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let list = conditions.as_array_mut().expect("conditions was just made an array");
+    list.retain(|existing| existing.get("type") != condition.get("type"));
+    list.push(condition);
+}
+
+/// `pods/eviction`: a deletion that disruption budgets may refuse (none are served yet).
+pub async fn evict(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let target = &call.target;
+    let name = target.name.expect("eviction has a pod name");
+    let body = admit::parse_object(&call.body)?;
+    let eviction = (resource::EVICTION.normalize)(body)
+        .map_err(|error| ApiError::bad_request(format!("the Eviction cannot be decoded: {error}")))?
+        .object;
+    if !meta::name(&eviction).is_empty() && meta::name(&eviction) != name {
+        return Err(ApiError::bad_request("the name of the Eviction does not match the pod in the URL"));
+    }
+    let mut options = DeleteOptions::default();
+    if let Some(delete_options) = eviction.get("deleteOptions") {
+        options.merge_body(delete_options)?;
+    }
+    let current = read_current(api, target.resource, target.namespace, name).await?;
+    delete_object(api, target.resource, target.namespace, current, &options, call.query.dry_run).await?;
+    Ok(Reply::with_code(StatusCode::CREATED, success_status(None)))
+}
+
+pub async fn get_scale(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let target = &call.target;
+    let name = target.name.expect("scale has a name");
+    let current = read_current(api, target.resource, target.namespace, name).await?;
+    Ok(Reply::ok(scale_of(&current.object)))
+}
+
+pub async fn update_scale(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let scale = admit::parse_object(&call.body)?;
+    change_scale(api, call, |_| Ok(scale.clone())).await
+}
+
+pub async fn patch_scale(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let content_type = call.header(CONTENT_TYPE).split(';').next().unwrap_or("").trim().to_owned();
+    let kind = PatchKind::from_content_type(&content_type)?;
+    let patch: Value = serde_json::from_slice(&call.body)
+        .map_err(|error| ApiError::bad_request(format!("the patch is not valid JSON: {error}")))?;
+    change_scale(api, call, |scale| match kind {
+        PatchKind::Json | PatchKind::Merge => kind.apply(call.target.resource, scale, &patch),
+        PatchKind::StrategicMerge | PatchKind::Apply => {
+            let mut patched = scale.clone();
+            json_patch::merge(&mut patched, &patch);
+            Ok(patched)
+        }
+    })
+    .await
+}
+
+/// Reads the object, computes the new Scale from the current one, and writes its replicas.
+async fn change_scale(
+    api: &Api,
+    call: &Call<'_>,
+    change: impl Fn(&Value) -> Result<Value, ApiError>,
+) -> Result<Reply, ApiError> {
+    let target = &call.target;
+    let name = target.name.expect("scale has a name");
+    for _ in 0..PATCH_ATTEMPTS_MAX {
+        let current = read_current(api, target.resource, target.namespace, name).await?;
+        let scale = change(&scale_of(&current.object))?;
+        let precondition = meta::metadata_str(&scale, "resourceVersion").to_owned();
+        if !precondition.is_empty() && precondition != current.revision.to_string() {
+            return Err(crate::objects::conflict(target.resource, name));
+        }
+        let replicas = scale
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| ApiError::bad_request("a Scale needs spec.replicas as an integer"))?;
+        let mut object = current.object.clone();
+        object["spec"]["replicas"] = json!(replicas);
+        match save_scaled(api, call, current, object).await {
+            Ok(stored) => return Ok(Reply::ok(scale_of(&stored.object))),
+            Err(ApiError::Conflict { .. }) if precondition.is_empty() => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(crate::objects::conflict(target.resource, name))
+}
+
+async fn save_scaled(
+    api: &Api,
+    call: &Call<'_>,
+    current: Stored,
+    mut object: Value,
+) -> Result<Stored, ApiError> {
+    let resource = call.target.resource;
+    admit::prepare_update(resource, &mut object, &current.object, None);
+    admit::default_and_validate(resource, &mut object, Some(&current.object))?;
+    if call.query.dry_run {
+        return Ok(Stored { object, revision: current.revision });
+    }
+    let name = call.target.name.expect("scale has a name");
+    api.objects.update(resource, call.target.namespace, name, &object, current.revision).await
+}
+
+/// The autoscaling/v1 Scale of a Deployment or ReplicaSet.
+fn scale_of(object: &Value) -> Value {
+    let selector = object
+        .pointer("/spec/selector")
+        .and_then(|selector| serde_json::from_value(selector.clone()).ok())
+        .and_then(|selector| crate::selectors::LabelSelector::from_api(&selector).ok())
+        .map(|selector| selector.to_string())
+        .unwrap_or_default();
+    let metadata = object.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let keep = ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"];
+    let metadata: serde_json::Map<String, Value> = metadata
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| keep.contains(&key.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })
+}
+
+async fn read_current(
+    api: &Api,
+    resource: &'static ResourceType,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Stored, ApiError> {
+    api.objects.get(resource, namespace, name, ReadAt::Latest).await?.ok_or_else(|| not_found(resource, name))
+}
+
+/// A namespaced object may be created only in a namespace that exists and is not being deleted.
+async fn check_namespace_open(api: &Api, namespace: &str) -> Result<(), ApiError> {
+    let namespaces = resource::find("", "v1", "namespaces").expect("namespaces are served");
+    let mut stored = api.objects.get(namespaces, None, namespace, ReadAt::Any).await?;
+    if stored.is_none() {
+        // This member may not have applied a namespace created a moment ago.
+        stored = api.objects.get(namespaces, None, namespace, ReadAt::Latest).await?;
+    }
+    let namespace_object = stored.ok_or_else(|| not_found(namespaces, namespace))?;
+    if meta::is_deleting(&namespace_object.object) {
+        return Err(ApiError::Forbidden {
+            message: format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Creates a namespace if it does not exist (the system namespaces at start).
+pub async fn ensure_namespace(api: &Api, name: &str) -> Result<(), ApiError> {
+    let namespaces = resource::find("", "v1", "namespaces").expect("namespaces are served");
+    if api.objects.get(namespaces, None, name, ReadAt::Latest).await?.is_some() {
+        return Ok(());
+    }
+    let mut object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    admit::prepare_create(namespaces, &mut object);
+    admit::default_and_validate(namespaces, &mut object, None)?;
+    match api.objects.create(namespaces, None, name, &object).await {
+        Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+fn with_warnings(reply: Reply, extra: Vec<String>) -> Reply {
+    match reply {
+        Reply::Json { code, body, content_type, mut warnings } => {
+            warnings.extend(extra);
+            Reply::Json { code, body, content_type, warnings }
+        }
+        raw @ Reply::Raw(_) => raw,
+    }
+}
+
+/// The revision an object was read at, from its resourceVersion.
+pub fn revision_of(object: &Value) -> Revision {
+    meta::metadata_str(object, "resourceVersion").parse().unwrap_or(0)
+}
