@@ -38,7 +38,7 @@ impl FieldValidation {
 /// The request body as a JSON object.
 pub fn body_object(call: &Call<'_>) -> Result<Value, ApiError> {
     let content_type = call.header(CONTENT_TYPE);
-    if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+    if content_type.starts_with(crate::protobuf::MEDIA_TYPE) {
         return crate::protobuf::decode(call.target.resource, &call.body);
     }
     parse_object(&call.body)

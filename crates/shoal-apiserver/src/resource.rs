@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::managed_fields;
 use crate::strategic_merge::{self, PatchError};
 
 /// The verbs of an ordinary stored resource.
@@ -62,6 +63,10 @@ pub struct Codec {
     /// dropped) and the paths of the unknown fields, `.spec.replicaz` style.
     pub normalize: fn(Value) -> Result<Normalized, serde_json::Error>,
     pub strategic_merge: fn(&Value, &Value) -> Result<Value, PatchError>,
+    /// Server-side apply (see `managed_fields::apply`).
+    pub apply: fn(&managed_fields::Apply<'_>) -> Result<Value, managed_fields::ApplyError>,
+    /// Records a non-apply write in managedFields (see `managed_fields::record_update`).
+    pub record_update: fn(Option<&Value>, &mut Value, &str, &str, &str, Option<&str>),
     /// Adds the kind's schema (and the schemas it refers to) to a generator.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
@@ -136,7 +141,13 @@ const fn codec<K>() -> Codec
 where
     K: DeserializeOwned + Serialize + schemars::JsonSchema,
 {
-    Codec { normalize: normalize::<K>, strategic_merge: strategic_merge::apply::<K>, schema: schema::<K> }
+    Codec {
+        normalize: normalize::<K>,
+        strategic_merge: strategic_merge::apply::<K>,
+        apply: managed_fields::apply::<K>,
+        record_update: managed_fields::record_update::<K>,
+        schema: schema::<K>,
+    }
 }
 
 fn normalize<K: DeserializeOwned + Serialize>(object: Value) -> Result<Normalized, serde_json::Error> {

@@ -5,7 +5,7 @@
 //! declared upstream by Go struct tags (`patchStrategy:"merge" patchMergeKey:"name"`) that the
 //! OpenAPI schemas of k8s-openapi do not carry, so [`FIELD_STRATEGIES`] keeps them by schema
 //! definition name and field, and the patch finds a field's definition by walking the schemars
-//! schema of the patched type alongside the document.
+//! schema of the patched type alongside the document (`crate::schema`).
 //!
 //! The semantics are those of upstream's server side, `StrategicMergeMapPatch` in
 //! `k8s.io/apimachinery/pkg/util/strategicpatch` (release-1.33), including its ordering rules
@@ -13,13 +13,10 @@
 //! the original had nothing, or inside a list that replaces another, this module drops them: the
 //! result must decode as the typed object.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
-
-use schemars::generate::SchemaSettings;
-use schemars::{JsonSchema, SchemaGenerator};
+use schemars::JsonSchema;
 use serde_json::{Map, Value};
+
+use crate::schema::{Node, Schemas};
 
 /// Applies a strategic merge patch to `original`, using K's schema for list merge keys and strategies.
 ///
@@ -37,7 +34,9 @@ pub fn apply<K: JsonSchema>(original: &Value, patch: &Value) -> Result<Value, Pa
     merger.merge_map(original.clone(), patch, schemas.root(), &Path::ROOT).map(Value::Object)
 }
 
-/// Why a patch could not be applied; each is the client's fault (a 400 or 422 for the API layer).
+/// Why a patch could not be applied. All but `OriginalNotAnObject` are the client's fault (a 400
+/// or 422 for the API layer); that one means the caller passed something other than a stored
+/// object, and is an error rather than a panic because `apply` takes any `Value`.
 #[derive(Debug, thiserror::Error)]
 pub enum PatchError {
     #[error("a strategic merge patch must be a JSON object")]
@@ -174,114 +173,13 @@ const FIELD_STRATEGIES: &[(&str, &str, Strategy)] = {
     ]
 };
 
-/// Where `$ref`s of the draft 2020-12 settings that [`SCHEMA_CACHE`] uses point.
-const DEFINITIONS_REF_PREFIX: &str = "#/$defs/";
-
-/// The schemas of every type patched so far. Generating a schema builds the definitions of the
-/// whole type tree (a Pod's is over a hundred), so each type is generated once, into one
-/// generator whose definitions all types share. Bounded by the number of Rust types `apply` is
-/// instantiated with.
-static SCHEMA_CACHE: LazyLock<Mutex<SchemaCache>> = LazyLock::new(|| {
-    Mutex::new(SchemaCache {
-        generator: SchemaSettings::draft2020_12().into_generator(),
-        roots: HashMap::new(),
-        definitions: Arc::default(),
-    })
-});
-
-struct SchemaCache {
-    generator: SchemaGenerator,
-    /// The schema of each type seen, by `JsonSchema::schema_id`; a `$ref` for k8s-openapi types.
-    roots: HashMap<String, Value>,
-    /// A copy of the generator's definitions, renewed when a new type adds to them, so that a
-    /// patch reads them without holding the lock.
-    definitions: Arc<Map<String, Value>>,
-}
-
-/// The schema of one patched type, with the definitions its `$ref`s point into.
-struct Schemas {
-    root: Value,
-    definitions: Arc<Map<String, Value>>,
-}
-
-/// A place in the schema: the schema of the value there, and the definition it was reached
-/// through, which is what [`FIELD_STRATEGIES`] names fields by. Both are absent where the schema
-/// says nothing (an unknown field, or a type without schema).
-#[derive(Clone, Copy)]
-struct Node<'s> {
-    definition: Option<&'s str>,
-    schema: Option<&'s Map<String, Value>>,
-}
-
-impl Schemas {
-    fn of<K: JsonSchema>() -> Schemas {
-        let mut cache = SCHEMA_CACHE.lock().unwrap_or_else(PoisonError::into_inner);
-        let id = K::schema_id();
-        let root = match cache.roots.get(id.as_ref()) {
-            Some(root) => root.clone(),
-            None => {
-                let root = cache.generator.subschema_for::<K>().to_value();
-                cache.definitions = Arc::new(cache.generator.definitions().clone());
-                cache.roots.insert(id.into_owned(), root.clone());
-                root
-            }
-        };
-        Schemas { root, definitions: Arc::clone(&cache.definitions) }
-    }
-
-    fn root(&self) -> Node<'_> {
-        self.resolve(&self.root)
-    }
-
-    fn resolve<'s>(&'s self, schema: &'s Value) -> Node<'s> {
-        let Some(reference) = schema.get("$ref").and_then(Value::as_str) else {
-            return Node { definition: None, schema: schema.as_object() };
-        };
-        // Definition names are JSON-pointer escaped in references; k8s-openapi's contain no
-        // character that schemars would percent-encode.
-        let name = reference.strip_prefix(DEFINITIONS_REF_PREFIX).unwrap_or_default();
-        let name = if name.contains('~') {
-            Cow::Owned(name.replace("~1", "/").replace("~0", "~"))
-        } else {
-            Cow::Borrowed(name)
-        };
-        match self.definitions.get_key_value(name.as_ref()) {
-            Some((name, Value::Object(schema))) => Node { definition: Some(name), schema: Some(schema) },
-            _ => Node::UNKNOWN,
-        }
-    }
-
-    /// The node of the value of `field` in the object at `node`, or of any value if the object
-    /// is a map with free keys (`additionalProperties`).
-    fn field<'s>(&'s self, node: Node<'s>, field: &str) -> Node<'s> {
-        let Some(schema) = node.schema else { return Node::UNKNOWN };
-        if let Some(property) = schema.get("properties").and_then(|properties| properties.get(field)) {
-            return self.resolve(property);
-        }
-        match schema.get("additionalProperties") {
-            Some(values @ Value::Object(_)) => self.resolve(values),
-            _ => Node::UNKNOWN,
-        }
-    }
-
-    fn items<'s>(&'s self, node: Node<'s>) -> Node<'s> {
-        match node.schema.and_then(|schema| schema.get("items")) {
-            Some(items) => self.resolve(items),
-            None => Node::UNKNOWN,
-        }
-    }
-}
-
-impl Node<'_> {
-    const UNKNOWN: Node<'static> = Node { definition: None, schema: None };
-
-    fn strategy(self, field: &str) -> Strategy {
-        let Some(definition) = self.definition else { return Strategy::Default };
-        FIELD_STRATEGIES
-            .iter()
-            .find(|(name, name_field, _)| *name == definition && *name_field == field)
-            .map_or(Strategy::Default, |(_, _, strategy)| *strategy)
-    }
+/// The patch strategy of `field` in the object at `node`.
+fn strategy(node: Node<'_>, field: &str) -> Strategy {
+    let Some(definition) = node.definition else { return Strategy::Default };
+    FIELD_STRATEGIES
+        .iter()
+        .find(|(name, name_field, _)| *name == definition && *name_field == field)
+        .map_or(Strategy::Default, |(_, _, strategy)| *strategy)
 }
 
 /// Where in the document the merge is, for error messages and the depth limit.
@@ -425,7 +323,7 @@ impl<'s> Merger<'s> {
         }
         let path = path.child(key);
         let child = self.schemas.field(node, key);
-        let strategy = node.strategy(key);
+        let strategy = strategy(node, key);
         let merged = match (original.get_mut(key).map(Value::take), patch) {
             (Some(Value::Object(existing)), Value::Object(fields)) if strategy != Strategy::Replace => {
                 Some(Value::Object(self.merge_map(existing, fields, child, &path)?))
@@ -584,7 +482,7 @@ impl<'s> Merger<'s> {
         path: &Path<'_>,
     ) -> Result<(), PatchError> {
         let field_path = path.child(field);
-        let strategy = node.strategy(field);
+        let strategy = strategy(node, field);
         let identity = match strategy {
             Strategy::MergeByKey(merge_key) => Identity::MergeKey(merge_key),
             _ => Identity::WholeValue,

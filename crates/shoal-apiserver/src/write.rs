@@ -34,6 +34,9 @@ pub async fn create(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     let mut object = admit::normalize(resource, object, validation, &mut warnings)?;
     admit::prepare_create(resource, &mut object);
     admit::default_and_validate(resource, &mut object, None)?;
+    let manager = field_manager(call)?;
+    let (api_version, now) = (resource.api_version(), meta::now_rfc3339());
+    (resource.codec.record_update)(None, &mut object, &manager, &api_version, &now, None);
     let name = meta::name(&object).to_owned();
     if resource.namespaced {
         check_namespace_open(api, meta::namespace(&object)).await?;
@@ -66,7 +69,7 @@ pub async fn update(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     if !precondition.is_empty() && precondition != current.revision.to_string() {
         return Err(crate::objects::conflict(resource, name));
     }
-    let stored = save(api, call, current, object).await?;
+    let stored = save(api, call, current, object, Ownership::Update).await?;
     Ok(with_warnings(Reply::ok(stored.object), warnings))
 }
 
@@ -85,7 +88,12 @@ pub async fn patch(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
             None if kind == PatchKind::Apply => return apply_create(api, call, patch).await,
             None => return Err(not_found(resource, name)),
         };
-        let patched = kind.apply(resource, &current.object, &patch)?;
+        let (patched, ownership) = match kind {
+            PatchKind::Apply => {
+                (server_side_apply(call, Some(&current.object), &patch)?, Ownership::Recorded)
+            }
+            _ => (kind.apply(resource, &current.object, &patch)?, Ownership::Update),
+        };
         let precondition = meta::metadata_str(&patched, "resourceVersion").to_owned();
         if !precondition.is_empty() && precondition != current.revision.to_string() {
             return Err(crate::objects::conflict(resource, name));
@@ -95,13 +103,87 @@ pub async fn patch(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
         admit::check_type(resource, &mut patched)?;
         admit::check_namespace(resource, &mut patched, target.namespace)?;
         let patched = admit::normalize(resource, patched, validation, &mut warnings)?;
-        match save(api, call, current, patched).await {
+        match save(api, call, current, patched, ownership).await {
             Err(ApiError::Conflict { .. }) if precondition.is_empty() => continue,
             Ok(stored) => return Ok(with_warnings(Reply::ok(stored.object), warnings)),
             Err(error) => return Err(error),
         }
     }
     Err(crate::objects::conflict(resource, name))
+}
+
+/// Whether a write still has to record its manager's fields in managedFields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ownership {
+    /// An update: the manager takes the fields it changed.
+    Update,
+    /// Server-side apply has already recorded ownership.
+    Recorded,
+}
+
+/// The longest fieldManager accepted, as in Kubernetes.
+const FIELD_MANAGER_BYTES_MAX: usize = 128;
+
+/// The manager a write is recorded under: `fieldManager`, else the User-Agent's program name.
+fn field_manager(call: &Call<'_>) -> Result<String, ApiError> {
+    let manager = match call.query.field_manager.as_deref() {
+        Some(manager) => manager.to_owned(),
+        None => {
+            let agent = call.header(http::header::USER_AGENT);
+            let program = agent.split('/').next().unwrap_or("").trim();
+            if program.is_empty() { "unknown".to_owned() } else { program.to_owned() }
+        }
+    };
+    if manager.len() > FIELD_MANAGER_BYTES_MAX || manager.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "fieldManager must be at most {FIELD_MANAGER_BYTES_MAX} printable characters"
+        )));
+    }
+    Ok(manager)
+}
+
+/// Runs server-side apply of `applied` over `current` (absent when creating).
+fn server_side_apply(call: &Call<'_>, current: Option<&Value>, applied: &Value) -> Result<Value, ApiError> {
+    let resource = call.target.resource;
+    let Some(manager) = call.query.field_manager.as_deref().filter(|manager| !manager.is_empty()) else {
+        return Err(ApiError::bad_request(
+            "PATCH, fieldManager: Required value: is required for apply patch",
+        ));
+    };
+    field_manager(call)?;
+    if !applied.is_object() {
+        return Err(ApiError::bad_request("an applied configuration must be a JSON object"));
+    }
+    let (api_version, now) = (resource.api_version(), meta::now_rfc3339());
+    let request = crate::managed_fields::Apply {
+        current,
+        applied,
+        manager,
+        force: call.query.force,
+        api_version: &api_version,
+        now: &now,
+        subresource: call.target.subresource,
+    };
+    (resource.codec.apply)(&request).map_err(|error| match error {
+        crate::managed_fields::ApplyError::Conflicts(conflicts) => ApiError::ApplyConflict {
+            message: crate::managed_fields::conflict_message(&conflicts),
+            causes: conflicts
+                .iter()
+                .map(|conflict| k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
+                    reason: Some("FieldManagerConflict".into()),
+                    message: Some(format!(
+                        "conflict with \"{}\" using {}",
+                        conflict.manager, conflict.api_version
+                    )),
+                    field: Some(conflict.field.clone()),
+                })
+                .collect(),
+            name: call.target.name.unwrap_or_default().to_owned(),
+            group: resource.group.to_owned(),
+            kind: resource.plural.to_owned(),
+        },
+        crate::managed_fields::ApplyError::Invalid(message) => ApiError::bad_request(message),
+    })
 }
 
 /// The patch formats of `Content-Type`.
@@ -156,10 +238,7 @@ impl PatchKind {
 /// Server-side apply of an object that does not exist yet: a create (201).
 async fn apply_create(api: &Api, call: &Call<'_>, applied: Value) -> Result<Reply, ApiError> {
     let resource = call.target.resource;
-    let mut object = applied;
-    if !object.is_object() {
-        return Err(ApiError::bad_request("an applied configuration must be a JSON object"));
-    }
+    let mut object = server_side_apply(call, None, &applied)?;
     admit::check_type(resource, &mut object)?;
     admit::check_namespace(resource, &mut object, call.target.namespace)?;
     let name = call.target.name.expect("apply has a name");
@@ -185,11 +264,30 @@ async fn apply_create(api: &Api, call: &Call<'_>, applied: Value) -> Result<Repl
 
 /// Writes `new` over `current` (the common end of update and patch): server-owned fields,
 /// defaults, validation, finalizer-driven deletion, then a compare-and-swap.
-async fn save(api: &Api, call: &Call<'_>, current: Stored, mut new: Value) -> Result<Stored, ApiError> {
+async fn save(
+    api: &Api,
+    call: &Call<'_>,
+    current: Stored,
+    mut new: Value,
+    ownership: Ownership,
+) -> Result<Stored, ApiError> {
     let resource = call.target.resource;
     let name = call.target.name.expect("save has a name");
     admit::prepare_update(resource, &mut new, &current.object, call.target.subresource);
     admit::default_and_validate(resource, &mut new, Some(&current.object))?;
+    if ownership == Ownership::Update {
+        let manager = field_manager(call)?;
+        let (api_version, now) = (resource.api_version(), meta::now_rfc3339());
+        let subresource = call.target.subresource;
+        (resource.codec.record_update)(
+            Some(&current.object),
+            &mut new,
+            &manager,
+            &api_version,
+            &now,
+            subresource,
+        );
+    }
     let mut unchanged = new.clone();
     if let Some(metadata) = unchanged.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.insert("resourceVersion".into(), Value::String(current.revision.to_string()));
@@ -268,13 +366,14 @@ impl DeleteOptions {
             grace_period_seconds: call.query.grace_period_seconds,
             ..DeleteOptions::default()
         };
-        if call.body.is_empty()
-            || call.header(CONTENT_TYPE).starts_with("application/vnd.kubernetes.protobuf")
-        {
-            // kubectl's protobuf DeleteOptions carries nothing the defaults do not give.
+        if call.body.is_empty() {
             return Ok(options);
         }
-        let body = admit::parse_object(&call.body)?;
+        let body = if call.header(CONTENT_TYPE).starts_with(crate::protobuf::MEDIA_TYPE) {
+            crate::protobuf::decode_delete_options(&call.body)?
+        } else {
+            admit::parse_object(&call.body)?
+        };
         options.merge_body(&body)?;
         Ok(options)
     }
