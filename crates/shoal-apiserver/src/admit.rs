@@ -168,12 +168,51 @@ pub fn prepare_create(resource: &ResourceType, object: &mut Value) {
     }
 }
 
+/// What create sets once the object is defaulted: a pod's QoS class.
+pub fn finish_create(resource: &ResourceType, object: &mut Value) {
+    if resource.kind == "Pod" && resource.group.is_empty() {
+        let class = qos_class(object.get("spec").unwrap_or(&Value::Null));
+        object["status"]["qosClass"] = json!(class);
+    }
+}
+
+/// Kubernetes' QoS class of a pod spec: BestEffort without any CPU or memory request or
+/// limit; Guaranteed when every container limits both and requests what it limits;
+/// Burstable otherwise. Quantities compare as written (`1` and `1000m` differ).
+pub fn qos_class(spec: &Value) -> &'static str {
+    const RESOURCES: [&str; 2] = ["cpu", "memory"];
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|field| spec.get(*field).and_then(Value::as_array))
+        .flatten();
+    let (mut any, mut guaranteed) = (false, true);
+    for container in containers {
+        let requests = container.pointer("/resources/requests");
+        let limits = container.pointer("/resources/limits");
+        for resource in RESOURCES {
+            let request = requests.and_then(|r| r.get(resource));
+            let limit = limits.and_then(|l| l.get(resource));
+            any |= request.is_some() || limit.is_some();
+            guaranteed &= limit.is_some() && request.is_none_or(|request| Some(request) == limit);
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
 /// Carries over what a client may not change on update, and what the subresource being
 /// written leaves alone: the main resource keeps the stored status, `status` keeps the rest.
 pub fn prepare_update(resource: &ResourceType, new: &mut Value, old: &Value, subresource: Option<&str>) {
     if subresource == Some("status") {
         let status = new.get("status").cloned();
+        let managed_fields = new.pointer("/metadata/managedFields").cloned();
         *new = old.clone();
+        if let Some(managed_fields) = managed_fields {
+            meta::metadata_mut(new).insert("managedFields".into(), managed_fields);
+        }
         match status {
             Some(status) => new["status"] = status,
             None => {
@@ -181,6 +220,17 @@ pub fn prepare_update(resource: &ResourceType, new: &mut Value, old: &Value, sub
                     object.remove("status");
                 }
             }
+        }
+        return;
+    }
+    if subresource == Some("finalize") {
+        // Only spec.finalizers changes: what the namespace controller says it has finished.
+        let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or_else(|| json!([]));
+        let managed_fields = new.pointer("/metadata/managedFields").cloned();
+        *new = old.clone();
+        new["spec"]["finalizers"] = finalizers;
+        if let Some(managed_fields) = managed_fields {
+            meta::metadata_mut(new).insert("managedFields".into(), managed_fields);
         }
         return;
     }
@@ -245,5 +295,23 @@ pub fn generate_name(object: &mut Value) {
     let prefix = metadata.get("generateName").and_then(Value::as_str).map(str::to_owned);
     if let (false, Some(prefix)) = (has_name, prefix) {
         metadata.insert("name".into(), Value::String(format!("{prefix}{}", meta::generated_suffix())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The QoS class follows Kubernetes' rules over all containers.
+    #[test]
+    fn qos_classes() {
+        let check = |spec: Value, expected: &str| assert_eq!(qos_class(&spec), expected, "{spec}");
+        check(json!({"containers": [{"name": "c"}]}), "BestEffort");
+        let both = json!({"cpu": "1", "memory": "1Gi"});
+        check(json!({"containers": [{"resources": {"limits": both, "requests": both}}]}), "Guaranteed");
+        check(json!({"containers": [{"resources": {"limits": both}}]}), "Guaranteed");
+        check(json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]}), "Burstable");
+        check(json!({"containers": [{"resources": {"limits": both}}, {"name": "bare"}]}), "Burstable");
+        check(json!({"containers": [{"resources": {"limits": {"cpu": "1"}}}]}), "Burstable");
     }
 }

@@ -32,6 +32,7 @@ pub struct Api {
     pub(crate) objects: ObjectStore,
     tokens: TokenAuthenticator,
     pub(crate) watch_slots: Arc<Semaphore>,
+    pub(crate) service_cidr: crate::allocator::ServiceCidr,
 }
 
 /// The query parameters the API understands.
@@ -144,8 +145,12 @@ impl Reply {
 }
 
 impl Api {
-    pub fn new(objects: ObjectStore, tokens: TokenAuthenticator) -> Self {
-        Self { objects, tokens, watch_slots: Arc::new(Semaphore::new(WATCHES_MAX)) }
+    pub fn new(
+        objects: ObjectStore,
+        tokens: TokenAuthenticator,
+        service_cidr: crate::allocator::ServiceCidr,
+    ) -> Self {
+        Self { objects, tokens, watch_slots: Arc::new(Semaphore::new(WATCHES_MAX)), service_cidr }
     }
 
     /// Creates `default`, `kube-system`, `kube-public` and `kube-node-lease` if they are missing,
@@ -250,9 +255,10 @@ impl Api {
             None => " at the cluster scope".to_owned(),
         };
         let group = target.resource.group;
+        let qualified = if group.is_empty() { resource.clone() } else { format!("{resource}.{group}") };
         Err(ApiError::Forbidden {
             message: format!(
-                "{resource}{} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{group}\"{scope}",
+                "{qualified}{} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{group}\"{scope}",
                 target.name.map(|name| format!(" \"{name}\"")).unwrap_or_default(),
                 call.user.name
             ),

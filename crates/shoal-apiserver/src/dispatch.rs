@@ -43,7 +43,7 @@ pub async fn dispatch(api: &Api, call: Call<'_>) -> Result<Reply, ApiError> {
         (&Method::POST, None, None) => write::create(api, &call).await,
         (&Method::POST, Some(_), Some("binding")) => write::bind(api, &call).await,
         (&Method::POST, Some(_), Some("eviction")) => write::evict(api, &call).await,
-        (&Method::PUT, Some(_), None | Some("status")) => write::update(api, &call).await,
+        (&Method::PUT, Some(_), None | Some("status") | Some("finalize")) => write::update(api, &call).await,
         (&Method::PUT, Some(_), Some("scale")) => write::update_scale(api, &call).await,
         (&Method::PATCH, Some(_), None | Some("status")) => write::patch(api, &call).await,
         (&Method::PATCH, Some(_), Some("scale")) => write::patch_scale(api, &call).await,

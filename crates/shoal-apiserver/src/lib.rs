@@ -7,6 +7,7 @@
 //! discovery, routing and OpenAPI are computed from.
 
 pub mod admit;
+pub mod allocator;
 pub mod api;
 pub mod auth;
 pub mod defaults;

@@ -31,6 +31,11 @@ pub fn finalizers(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether a namespace still waits for its content to be deleted (`spec.finalizers`).
+pub fn has_spec_finalizers(object: &Value) -> bool {
+    object.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|list| !list.is_empty())
+}
+
 pub fn is_deleting(object: &Value) -> bool {
     object.pointer("/metadata/deletionTimestamp").is_some_and(|stamp| !stamp.is_null())
 }

@@ -180,23 +180,67 @@ impl ObjectStore {
         name: &str,
         object: &Value,
     ) -> Result<Stored, ApiError> {
+        match self.create_claiming(resource, namespace, name, object, &[]).await? {
+            Ok(stored) => Ok(stored),
+            Err(claim) => unreachable!("nothing was claimed, yet {claim} was taken"),
+        }
+    }
+
+    /// Creates an object together with claim keys (allocated addresses and ports) that must
+    /// not exist yet, all or nothing. 409 AlreadyExists if the object exists; `Ok(Err(key))`
+    /// if a claim is taken.
+    pub async fn create_claiming(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        object: &Value,
+        claims: &[String],
+    ) -> Result<Result<Stored, String>, ApiError> {
         let key = Self::key(resource, namespace, name);
-        let absent = Compare {
+        let keys: Vec<String> = std::iter::once(key.clone()).chain(claims.iter().cloned()).collect();
+        let absent = |key: &String| Compare {
             range: KeyRange::key(key.clone()),
             result: CompareResult::Equal,
             target: CompareTarget::CreateRevision(0),
         };
-        let put = RequestOp::Put(PutRequest {
-            key: Bytes::from(key),
+        let mut success = vec![RequestOp::Put(PutRequest {
+            key: Bytes::from(key.clone()),
             value: self.encode(resource, object)?,
             ..PutRequest::default()
-        });
-        let txn = TxnRequest { compare: vec![absent], success: vec![put], failure: vec![] };
-        let (succeeded, revision, _) = self.txn(txn).await?;
-        if !succeeded {
+        })];
+        let owner = format!("{}/{}", namespace.unwrap_or(""), name);
+        success.extend(claims.iter().map(|claim| {
+            RequestOp::Put(PutRequest {
+                key: Bytes::from(claim.clone()),
+                value: Bytes::from(owner.clone()),
+                ..PutRequest::default()
+            })
+        }));
+        let probes = keys
+            .iter()
+            .map(|key| {
+                RequestOp::Range(RangeRequest {
+                    range: KeyRange::key(key.clone()),
+                    count_only: true,
+                    ..RangeRequest::default()
+                })
+            })
+            .collect();
+        let txn = TxnRequest { compare: keys.iter().map(absent).collect(), success, failure: probes };
+        let (succeeded, revision, responses) = self.txn(txn).await?;
+        if succeeded {
+            return Ok(Ok(Stored { object: with_resource_version(object.clone(), revision), revision }));
+        }
+        let present =
+            |index: usize| matches!(responses.get(index), Some(ResponseOp::Range(range)) if range.count > 0);
+        if present(0) {
             return Err(already_exists(resource, name));
         }
-        Ok(Stored { object: with_resource_version(object.clone(), revision), revision })
+        let taken = (1..keys.len())
+            .find(|&index| present(index))
+            .map_or_else(|| keys[0].clone(), |i| keys[i].clone());
+        Ok(Err(taken))
     }
 
     /// Replaces an object if it is still at `expected_revision`; 409 Conflict otherwise, 404
@@ -223,18 +267,27 @@ impl ObjectStore {
         }
     }
 
-    /// Deletes an object if it is still at `expected_revision`; returns the deletion's revision.
+    /// Deletes an object if it is still at `expected_revision`, releasing its claim keys in
+    /// the same transaction; returns the deletion's revision.
     pub async fn delete(
         &self,
         resource: &ResourceType,
         namespace: Option<&str>,
         name: &str,
         expected_revision: Revision,
+        release: &[String],
     ) -> Result<Revision, ApiError> {
         let key = Self::key(resource, namespace, name);
-        let delete =
-            RequestOp::DeleteRange(DeleteRangeRequest { range: KeyRange::key(key.clone()), prev_kv: false });
-        let (succeeded, revision, present) = self.conditional(&key, expected_revision, delete).await?;
+        let deletes = std::iter::once(&key)
+            .chain(release)
+            .map(|key| {
+                RequestOp::DeleteRange(DeleteRangeRequest {
+                    range: KeyRange::key(key.clone()),
+                    prev_kv: false,
+                })
+            })
+            .collect();
+        let (succeeded, revision, present) = self.conditional_all(&key, expected_revision, deletes).await?;
         match (succeeded, present) {
             (true, _) => Ok(revision),
             (false, true) => Err(conflict(resource, name)),
@@ -249,6 +302,16 @@ impl ObjectStore {
         expected_revision: Revision,
         op: RequestOp,
     ) -> Result<(bool, Revision, bool), ApiError> {
+        self.conditional_all(key, expected_revision, vec![op]).await
+    }
+
+    /// Runs `ops` if `key` is at `expected_revision`; returns (succeeded, revision, key exists).
+    async fn conditional_all(
+        &self,
+        key: &str,
+        expected_revision: Revision,
+        ops: Vec<RequestOp>,
+    ) -> Result<(bool, Revision, bool), ApiError> {
         let unchanged = Compare {
             range: KeyRange::key(key.to_owned()),
             result: CompareResult::Equal,
@@ -259,7 +322,7 @@ impl ObjectStore {
             count_only: true,
             ..RangeRequest::default()
         });
-        let txn = TxnRequest { compare: vec![unchanged], success: vec![op], failure: vec![probe] };
+        let txn = TxnRequest { compare: vec![unchanged], success: ops, failure: vec![probe] };
         let (succeeded, revision, responses) = self.txn(txn).await?;
         let present = match responses.first() {
             Some(ResponseOp::Range(range)) => range.count > 0,

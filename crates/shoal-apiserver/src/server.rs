@@ -40,6 +40,8 @@ pub struct ApiServerConfig {
     pub token_file: Option<PathBuf>,
     /// The keys that encrypt Secrets at rest.
     pub encryption_key_file: PathBuf,
+    /// Where Service ClusterIPs come from.
+    pub service_cidr: crate::allocator::ServiceCidr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +84,7 @@ pub async fn start(config: ApiServerConfig, store: Store) -> Result<RunningApiSe
         None => TokenAuthenticator::default(),
     };
     let secret_box = SecretBox::load_or_generate(&config.encryption_key_file)?;
-    let api = Arc::new(Api::new(ObjectStore::new(store, secret_box), tokens));
+    let api = Arc::new(Api::new(ObjectStore::new(store, secret_box), tokens, config.service_cidr));
     api.ensure_system_namespaces();
     let listener = TcpListener::bind(config.listen)
         .await

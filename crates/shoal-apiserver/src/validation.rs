@@ -31,9 +31,12 @@ use serde_json::{Map, Value};
 /// Every problem with `object` (already defaulted), as kube-apiserver reports them in a 422.
 ///
 /// `old` is the stored object on update (`None` on create); then immutable fields are checked
-/// too. A field upstream copies from the stored object before validating (uid,
-/// creationTimestamp, resourceVersion, generation) is compared only when the update sets it.
-/// `namespaced` says whether `metadata.namespace` is required or forbidden.
+/// too. kube-apiserver copies a few fields from the stored object before it validates an update,
+/// so a client may leave them out: `uid`, `deletionTimestamp` and `deletionGracePeriodSeconds`
+/// are compared only when the update sets them, and `resourceVersion` and `generation` (which
+/// the registry sets) are not checked here. `creationTimestamp`, which upstream silently resets,
+/// is reported as immutable when an update changes it. `namespaced` says whether
+/// `metadata.namespace` is required or forbidden.
 pub fn validate(kind: &str, object: &Value, old: Option<&Value>, namespaced: bool) -> Vec<StatusCause> {
     let decode_failure = decode_failure(kind, object);
     if let Some(message) = &decode_failure
@@ -1429,23 +1432,7 @@ fn pod_update(errs: &mut Errors, pod: &Value, old: &Value) {
     let (spec, old_spec) =
         (get(pod, "spec").unwrap_or(&Value::Null), get(old, "spec").unwrap_or(&Value::Null));
     let spec_path = Path::root("spec");
-    let annotations_path = Path::root("metadata").child("annotations");
-    let (new_annotations, old_annotations) =
-        (string_map(metadata(pod), "annotations"), string_map(metadata(old), "annotations"));
-    match (new_annotations.get(MIRROR_POD_ANNOTATION), old_annotations.get(MIRROR_POD_ANNOTATION)) {
-        (None, Some(_)) => errs.forbidden(
-            &annotations_path.key(MIRROR_POD_ANNOTATION),
-            "may not remove or update mirror pod annotation",
-        ),
-        (Some(new), Some(old)) if new != old => errs.forbidden(
-            &annotations_path.key(MIRROR_POD_ANNOTATION),
-            "may not remove or update mirror pod annotation",
-        ),
-        (Some(_), None) => {
-            errs.forbidden(&annotations_path.key(MIRROR_POD_ANNOTATION), "may not add mirror pod annotation")
-        }
-        _ => {}
-    }
+    mirror_annotation_update(errs, pod, old);
     for key in ["containers", "initContainers"] {
         let (new, old) = (list(spec, key), list(old_spec, key));
         if new.len() != old.len() {
@@ -1500,6 +1487,22 @@ fn pod_update(errs: &mut Errors, pod: &Value, old: &Value) {
         }
     }
     pod_spec_unchanged(errs, spec, old_spec, &spec_path);
+}
+
+/// The mirror pod annotation (a static pod's) can be neither added, changed nor removed.
+fn mirror_annotation_update(errs: &mut Errors, pod: &Value, old: &Value) {
+    let path = Path::root("metadata").child("annotations").key(MIRROR_POD_ANNOTATION);
+    let (new, old) = (
+        string_map(metadata(pod), "annotations").get(MIRROR_POD_ANNOTATION).copied(),
+        string_map(metadata(old), "annotations").get(MIRROR_POD_ANNOTATION).copied(),
+    );
+    match (new, old) {
+        (Some(_), None) => errs.forbidden(&path, "may not add mirror pod annotation"),
+        (new, Some(old)) if new != Some(old) => {
+            errs.forbidden(&path, "may not remove or update mirror pod annotation");
+        }
+        _ => {}
+    }
 }
 
 /// Everything but the updatable fields must be as before (upstream munges the new spec with
@@ -3446,25 +3449,7 @@ fn service(errs: &mut Errors, object: &Value, scope: Scope<'_>) {
             let detail = format!("may not be set to 'None' for {service_type} services");
             errs.invalid(&path.child("clusterIPs").index(0), "None", detail);
         }
-        "ExternalName" => {
-            if !ips.is_empty() {
-                errs.forbidden(&path.child("clusterIPs"), "may not be set for ExternalName services");
-            }
-            if !list(spec, "ipFamilies").is_empty() {
-                errs.forbidden(&path.child("ipFamilies"), "may not be set for ExternalName services");
-            }
-            if get(spec, "ipFamilyPolicy").is_some() {
-                errs.forbidden(&path.child("ipFamilyPolicy"), "may not be set for ExternalName services");
-            }
-            // The name (a CNAME) may end in a dot.
-            let external_name = text(spec, "externalName");
-            let cname = external_name.strip_suffix('.').unwrap_or(external_name);
-            if cname.is_empty() {
-                errs.required(&path.child("externalName"), "");
-            } else {
-                dns1123_subdomain(errs, &path.child("externalName"), cname);
-            }
-        }
+        "ExternalName" => external_name_fields(errs, spec, &ips, &path),
         _ => {}
     }
     let mut port_names = BTreeSet::new();
@@ -3496,6 +3481,27 @@ fn service(errs: &mut Errors, object: &Value, scope: Scope<'_>) {
     service_node_ports(errs, ports, service_type, &path.child("ports"));
     load_balancer_fields(errs, object, spec, service_type, &path);
     traffic_policies(errs, spec, service_type, &path);
+}
+
+/// An ExternalName service is only a DNS name: no cluster IPs, no IP families.
+fn external_name_fields(errs: &mut Errors, spec: &Value, ips: &[&str], path: &Path) {
+    for (present, key) in [
+        (!ips.is_empty(), "clusterIPs"),
+        (!list(spec, "ipFamilies").is_empty(), "ipFamilies"),
+        (get(spec, "ipFamilyPolicy").is_some(), "ipFamilyPolicy"),
+    ] {
+        if present {
+            errs.forbidden(&path.child(key), "may not be set for ExternalName services");
+        }
+    }
+    // The name (a CNAME) may end in a dot.
+    let external_name = text(spec, "externalName");
+    let cname = external_name.strip_suffix('.').unwrap_or(external_name);
+    if cname.is_empty() {
+        errs.required(&path.child("externalName"), "");
+    } else {
+        dns1123_subdomain(errs, &path.child("externalName"), cname);
+    }
 }
 
 fn service_port(
@@ -3773,88 +3779,10 @@ fn service_update(errs: &mut Errors, service: &Value, old: &Value) {
     let (spec, old_spec) =
         (get(service, "spec").unwrap_or(&Value::Null), get(old, "spec").unwrap_or(&Value::Null));
     let path = Path::root("spec");
-    let (ips_path, families_path) = (path.child("clusterIPs"), path.child("ipFamilies"));
-    let policy_is_single_stack = text(spec, "ipFamilyPolicy") == "SingleStack";
-    let policy = opt_text(spec, "ipFamilyPolicy").unwrap_or("null");
     if text(spec, "type") != "ExternalName" && text(old_spec, "type") != "ExternalName" {
         let (ips, old_ips) = (cluster_ips(spec), cluster_ips(old_spec));
-        let (headless, old_headless) = (is_headless(&ips), is_headless(&old_ips));
-        let rendered_ips = go_strings((!ips.is_empty()).then_some(ips.as_slice()));
-        if !(headless && old_headless) {
-            match old_ips.len().cmp(&ips.len()) {
-                std::cmp::Ordering::Equal => {
-                    for (index, (ip, old_ip)) in ips.iter().zip(&old_ips).enumerate() {
-                        if ip != old_ip {
-                            errs.invalid_go(
-                                &ips_path.index(index),
-                                rendered_ips.clone(),
-                                "may not change once set",
-                            );
-                        }
-                    }
-                }
-                std::cmp::Ordering::Greater => {
-                    if ips.is_empty() {
-                        errs.invalid_go(
-                            &ips_path.index(0),
-                            rendered_ips.clone(),
-                            "primary clusterIP can not be unset",
-                        );
-                    } else if ips[0] != old_ips[0] {
-                        errs.invalid_go(&ips_path.index(0), rendered_ips.clone(), "may not change once set");
-                    }
-                    if ips.len() == 1 && !policy_is_single_stack {
-                        let detail = "must be set to 'SingleStack' when releasing the secondary clusterIP";
-                        errs.invalid(&path.child("ipFamilyPolicy"), policy, detail);
-                    }
-                }
-                std::cmp::Ordering::Less => {
-                    if !old_ips.is_empty() && ips[0] != old_ips[0] {
-                        errs.invalid_go(&ips_path.index(0), rendered_ips.clone(), "may not change once set");
-                    }
-                }
-            }
-        }
-        let (families, old_families) = (strings(spec, "ipFamilies"), strings(old_spec, "ipFamilies"));
-        let rendered_families = go_strings((!families.is_empty()).then_some(families.as_slice()));
-        if headless == old_headless && !headless {
-            match old_families.len().cmp(&families.len()) {
-                std::cmp::Ordering::Equal => {
-                    if families != old_families {
-                        errs.invalid_go(
-                            &families_path.index(0),
-                            rendered_families,
-                            "may not change once set",
-                        );
-                    }
-                }
-                std::cmp::Ordering::Greater => {
-                    if ips.is_empty() {
-                        errs.invalid_go(
-                            &families_path.index(0),
-                            rendered_families,
-                            "primary ipFamily can not be unset",
-                        );
-                    }
-                    if families.first().is_some_and(|first| Some(first) != old_families.first()) {
-                        errs.invalid_go(
-                            &families_path.index(0),
-                            rendered_ips.clone(),
-                            "may not change once set",
-                        );
-                    }
-                    if families.len() == 1 && !policy_is_single_stack {
-                        let detail = "must be set to 'SingleStack' when releasing the secondary ipFamily";
-                        errs.invalid(&path.child("ipFamilyPolicy"), policy, detail);
-                    }
-                }
-                std::cmp::Ordering::Less => {
-                    if !old_families.is_empty() && families.first() != old_families.first() {
-                        errs.invalid_go(&families_path.index(0), rendered_ips, "may not change once set");
-                    }
-                }
-            }
-        }
+        cluster_ips_update(errs, spec, &ips, &old_ips);
+        ip_families_update(errs, spec, old_spec, &ips, &old_ips);
     }
     let both_load_balancers =
         text(spec, "type") == "LoadBalancer" && text(old_spec, "type") == "LoadBalancer";
@@ -3867,6 +3795,80 @@ fn service_update(errs: &mut Errors, service: &Value, old: &Value) {
         && int(spec, "healthCheckNodePort") != int(old_spec, "healthCheckNodePort")
     {
         errs.forbidden(&path.child("healthCheckNodePort"), IMMUTABLE_MESSAGE);
+    }
+}
+
+/// Upstream's validateUpgradeDowngradeClusterIPs: a secondary IP may come or go (going needs
+/// SingleStack), the primary stays.
+fn cluster_ips_update(errs: &mut Errors, spec: &Value, ips: &[&str], old_ips: &[&str]) {
+    if is_headless(ips) && is_headless(old_ips) {
+        return;
+    }
+    let ips_path = Path::root("spec").child("clusterIPs");
+    let rendered_ips = go_strings((!ips.is_empty()).then_some(ips));
+    match old_ips.len().cmp(&ips.len()) {
+        std::cmp::Ordering::Equal => {
+            for (index, (ip, old_ip)) in ips.iter().zip(old_ips).enumerate() {
+                if ip != old_ip {
+                    errs.invalid_go(&ips_path.index(index), rendered_ips.clone(), "may not change once set");
+                }
+            }
+        }
+        std::cmp::Ordering::Greater => {
+            if ips.is_empty() {
+                errs.invalid_go(&ips_path.index(0), rendered_ips, "primary clusterIP can not be unset");
+            } else if ips[0] != old_ips[0] {
+                errs.invalid_go(&ips_path.index(0), rendered_ips, "may not change once set");
+            }
+            if ips.len() == 1 && text(spec, "ipFamilyPolicy") != "SingleStack" {
+                let detail = "must be set to 'SingleStack' when releasing the secondary clusterIP";
+                let policy = opt_text(spec, "ipFamilyPolicy").unwrap_or("null");
+                errs.invalid(&Path::root("spec").child("ipFamilyPolicy"), policy, detail);
+            }
+        }
+        std::cmp::Ordering::Less => {
+            if !old_ips.is_empty() && ips[0] != old_ips[0] {
+                errs.invalid_go(&ips_path.index(0), rendered_ips, "may not change once set");
+            }
+        }
+    }
+}
+
+/// Upstream's validateUpgradeDowngradeIPFamilies, quirks included (it prints the cluster IPs
+/// for some family changes, and tests them for a released primary family).
+fn ip_families_update(errs: &mut Errors, spec: &Value, old_spec: &Value, ips: &[&str], old_ips: &[&str]) {
+    let (headless, old_headless) = (is_headless(ips), is_headless(old_ips));
+    if headless != old_headless || headless {
+        return;
+    }
+    let families_path = Path::root("spec").child("ipFamilies").index(0);
+    let (families, old_families) = (strings(spec, "ipFamilies"), strings(old_spec, "ipFamilies"));
+    let rendered_families = go_strings((!families.is_empty()).then_some(families.as_slice()));
+    let rendered_ips = go_strings((!ips.is_empty()).then_some(ips));
+    match old_families.len().cmp(&families.len()) {
+        std::cmp::Ordering::Equal => {
+            if families != old_families {
+                errs.invalid_go(&families_path, rendered_families, "may not change once set");
+            }
+        }
+        std::cmp::Ordering::Greater => {
+            if ips.is_empty() {
+                errs.invalid_go(&families_path, rendered_families, "primary ipFamily can not be unset");
+            }
+            if families.first().is_some_and(|first| Some(first) != old_families.first()) {
+                errs.invalid_go(&families_path, rendered_ips, "may not change once set");
+            }
+            if families.len() == 1 && text(spec, "ipFamilyPolicy") != "SingleStack" {
+                let detail = "must be set to 'SingleStack' when releasing the secondary ipFamily";
+                let policy = opt_text(spec, "ipFamilyPolicy").unwrap_or("null");
+                errs.invalid(&Path::root("spec").child("ipFamilyPolicy"), policy, detail);
+            }
+        }
+        std::cmp::Ordering::Less => {
+            if !old_families.is_empty() && families.first() != old_families.first() {
+                errs.invalid_go(&families_path, rendered_ips, "may not change once set");
+            }
+        }
     }
 }
 
@@ -4527,7 +4529,7 @@ mod tests {
         );
         check(
             "Service",
-            service_with(json!({})).tap_name("1web"),
+            renamed(service_with(json!({})), "1web"),
             None,
             true,
             &[
@@ -4561,16 +4563,10 @@ mod tests {
         );
     }
 
-    /// Test helper: the same object under another name.
-    trait TapName {
-        fn tap_name(self, name: &str) -> Value;
-    }
-
-    impl TapName for Value {
-        fn tap_name(mut self, name: &str) -> Value {
-            self["metadata"]["name"] = json!(name);
-            self
-        }
+    /// The same object under another name.
+    fn renamed(mut object: Value, name: &str) -> Value {
+        object["metadata"]["name"] = json!(name);
+        object
     }
 
     #[test]
@@ -4694,7 +4690,7 @@ mod tests {
 
         let mut old_with_uid = old.clone();
         old_with_uid["metadata"]["uid"] = json!("u1");
-        let mut renamed = old.clone().tap_name("other");
+        let mut renamed = renamed(old.clone(), "other");
         renamed["metadata"]["uid"] = json!("u2");
         check(
             "Pod",

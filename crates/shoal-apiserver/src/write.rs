@@ -34,6 +34,7 @@ pub async fn create(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     let mut object = admit::normalize(resource, object, validation, &mut warnings)?;
     admit::prepare_create(resource, &mut object);
     admit::default_and_validate(resource, &mut object, None)?;
+    admit::finish_create(resource, &mut object);
     let manager = field_manager(call)?;
     let (api_version, now) = (resource.api_version(), meta::now_rfc3339());
     (resource.codec.record_update)(None, &mut object, &manager, &api_version, &now, None);
@@ -44,7 +45,7 @@ pub async fn create(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     if call.query.dry_run {
         return Ok(with_warnings(Reply::with_code(StatusCode::CREATED, object), warnings));
     }
-    let stored = api.objects.create(resource, call.target.namespace, &name, &object).await?;
+    let stored = store_new(api, resource, call.target.namespace, &name, &object).await?;
     Ok(with_warnings(Reply::with_code(StatusCode::CREATED, stored.object), warnings))
 }
 
@@ -171,10 +172,7 @@ fn server_side_apply(call: &Call<'_>, current: Option<&Value>, applied: &Value) 
                 .iter()
                 .map(|conflict| k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
                     reason: Some("FieldManagerConflict".into()),
-                    message: Some(format!(
-                        "conflict with \"{}\" using {}",
-                        conflict.manager, conflict.api_version
-                    )),
+                    message: Some(conflict.to_string()),
                     field: Some(conflict.field.clone()),
                 })
                 .collect(),
@@ -252,14 +250,50 @@ async fn apply_create(api: &Api, call: &Call<'_>, applied: Value) -> Result<Repl
     let mut object = admit::normalize(resource, object, FieldValidation::from_call(call)?, &mut warnings)?;
     admit::prepare_create(resource, &mut object);
     admit::default_and_validate(resource, &mut object, None)?;
+    admit::finish_create(resource, &mut object);
     if resource.namespaced {
         check_namespace_open(api, meta::namespace(&object)).await?;
     }
     if call.query.dry_run {
         return Ok(with_warnings(Reply::with_code(StatusCode::CREATED, object), warnings));
     }
-    let stored = api.objects.create(resource, call.target.namespace, name, &object).await?;
+    let stored = store_new(api, resource, call.target.namespace, name, &object).await?;
     Ok(with_warnings(Reply::with_code(StatusCode::CREATED, stored.object), warnings))
+}
+
+/// Stores a new object, allocating a Service's ClusterIP and NodePorts in the same
+/// transaction; a random choice that lost a race is drawn again.
+async fn store_new(
+    api: &Api,
+    resource: &'static ResourceType,
+    namespace: Option<&str>,
+    name: &str,
+    object: &Value,
+) -> Result<Stored, ApiError> {
+    if !is_core_service(resource) {
+        return api.objects.create(resource, namespace, name, object).await;
+    }
+    for _ in 0..crate::allocator::ALLOCATION_ATTEMPTS_MAX {
+        let mut candidate = object.clone();
+        let claims = crate::allocator::assign(&mut candidate, api.service_cidr, object)?;
+        match api.objects.create_claiming(resource, namespace, name, &candidate, &claims).await? {
+            Ok(stored) => return Ok(stored),
+            Err(taken) if crate::allocator::claims_of(object).contains(&taken) => {
+                return Err(crate::allocator::already_allocated(object, &taken));
+            }
+            Err(_random_choice_taken) => continue,
+        }
+    }
+    Err(ApiError::internal("failed to allocate a service IP or node port: the range looks full"))
+}
+
+fn is_core_service(resource: &ResourceType) -> bool {
+    resource.kind == "Service" && resource.group.is_empty()
+}
+
+/// The allocator keys a stored object holds, released when it is deleted.
+fn claims_to_release(resource: &ResourceType, object: &Value) -> Vec<String> {
+    if is_core_service(resource) { crate::allocator::claims_of(object) } else { Vec::new() }
 }
 
 /// Writes `new` over `current` (the common end of update and patch): server-owned fields,
@@ -298,8 +332,10 @@ async fn save(
             revision: current.revision,
         });
     }
-    if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() {
-        let revision = api.objects.delete(resource, call.target.namespace, name, current.revision).await?;
+    if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() && !meta::has_spec_finalizers(&new) {
+        let release = claims_to_release(resource, &current.object);
+        let revision =
+            api.objects.delete(resource, call.target.namespace, name, current.revision, &release).await?;
         return Ok(Stored { object: crate::objects::with_resource_version(new, revision), revision });
     }
     api.objects.update(resource, call.target.namespace, name, &new, current.revision).await
@@ -440,11 +476,12 @@ pub async fn delete_object(
         finalizers.push(finalizer.to_owned());
     }
     let grace = pod_grace_period(resource, &marked, options);
-    if finalizers.is_empty() && grace == 0 {
+    if finalizers.is_empty() && grace == 0 && !meta::has_spec_finalizers(&marked) {
         if dry_run {
             return Ok(current.object);
         }
-        let revision = api.objects.delete(resource, namespace, &name, current.revision).await?;
+        let release = claims_to_release(resource, &current.object);
+        let revision = api.objects.delete(resource, namespace, &name, current.revision, &release).await?;
         return Ok(crate::objects::with_resource_version(current.object, revision));
     }
     if meta::is_deleting(&marked) && meta::finalizers(&marked) == finalizers {

@@ -52,6 +52,7 @@ fn fixture() -> &'static Fixture {
         let api = Arc::new(Api::new(
             ObjectStore::new(server.store.clone(), secret_box),
             TokenAuthenticator::default(),
+            Default::default(),
         ));
         runtime.block_on(async {
             shoal_apiserver::write::ensure_namespace(&api, "default").await.expect("default namespace");

@@ -92,6 +92,13 @@ pub fn write_new_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The controllers' client certificate: they act on the whole cluster.
+pub fn ensure_controllers_cert(ca: &ClusterCa, dir: &Path) -> anyhow::Result<TlsFiles> {
+    let mut request = issue_request("shoal:controllers", Usage::Client);
+    request.organizations.push("system:masters".into());
+    ensure_issued(ca, dir, "controllers", &request)
+}
+
 fn issue_request(common_name: &str, usage: Usage) -> IssueRequest {
     IssueRequest {
         common_name: common_name.into(),

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod certs;
+pub mod controller_manager;
 pub mod faults;
 pub mod kubeconfig;
 pub mod local_cluster;

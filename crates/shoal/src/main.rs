@@ -27,6 +27,8 @@ enum Command {
 enum BenchCommand {
     /// The store against etcd 3.4: latency, throughput, watch latency, failover, memory.
     Store(bench::BenchStoreArgs),
+    /// The Kubernetes API of a 3-server cluster: latency, throughput, list size, watch fan-out.
+    Api(bench::api::BenchApiArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +49,7 @@ fn main() -> anyhow::Result<()> {
             Command::Up(args) => up::run(args).await,
             Command::Faults(args) => faults::run(args).await,
             Command::Bench(BenchCommand::Store(args)) => bench::run(args).await,
+            Command::Bench(BenchCommand::Api(args)) => bench::api::run(args).await,
         }
     })
 }

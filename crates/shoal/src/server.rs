@@ -25,6 +25,9 @@ pub struct ServerArgs {
     /// Address of the Kubernetes API (HTTPS).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen_api: SocketAddr,
+    /// The range Service ClusterIPs are allocated from; the same on every server.
+    #[arg(long, default_value = "10.96.0.0/16")]
+    pub service_cidr: shoal_apiserver::allocator::ServiceCidr,
     /// The peer URL other members use; defaults to the listen address.
     #[arg(long)]
     pub advertise_peer_url: Option<String>,
@@ -76,6 +79,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut server = shoal_store::server::start(config).await.context("starting the store member")?;
     let api =
         shoal_apiserver::start(api_config, server.store.clone()).await.context("starting the API server")?;
+    let kubeconfig = controllers_kubeconfig(&args, api.addr)?;
+    let controllers =
+        tokio::spawn(crate::controller_manager::run_while_leading(server.store.clone(), kubeconfig));
     tracing::info!(
         id = %format!("{:x}", server.store.id()),
         peer = %server.peer_addr,
@@ -92,6 +98,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
+    controllers.abort();
     api.shutdown().await;
     server.shutdown().await;
     Ok(())
@@ -126,6 +133,7 @@ fn config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, shoal_apiserver::A
         tls: files.clone(),
         token_file: Some(pki_dir.join(crate::certs::TOKEN_FILE)),
         encryption_key_file: pki_dir.join(crate::certs::ENCRYPTION_KEY_FILE),
+        service_cidr: args.service_cidr,
     };
     let tls =
         (!args.insecure_plaintext).then_some(TlsFiles { ca: files.ca, cert: files.cert, key: files.key });
@@ -151,6 +159,19 @@ fn config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, shoal_apiserver::A
     config.auto_compaction_retained = args.auto_compaction_retained;
     config.snapshot_every_entries = args.snapshot_every_entries;
     Ok((config, api_config))
+}
+
+/// Writes the kubeconfig the controllers use to reach this server's API over loopback.
+fn controllers_kubeconfig(args: &ServerArgs, api: SocketAddr) -> anyhow::Result<PathBuf> {
+    let pki_dir = args.pki_dir.clone().unwrap_or_else(|| args.data_dir.join("pki"));
+    let ca = crate::certs::ensure_ca(&pki_dir, &args.cluster_token)?;
+    let files = crate::certs::ensure_controllers_cert(&ca, &pki_dir)?;
+    let host = if api.ip().is_unspecified() { "127.0.0.1".to_owned() } else { api.ip().to_string() };
+    let path = args.data_dir.join("controllers.kubeconfig");
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    crate::kubeconfig::write(&path, &format!("https://{host}:{}", api.port()), &files)?;
+    Ok(path)
 }
 
 /// The host part of `scheme://host:port`.

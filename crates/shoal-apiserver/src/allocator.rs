@@ -1,0 +1,213 @@
+//! Service ClusterIPs and NodePorts, claimed in the store in the same transaction as the
+//! Service itself.
+//!
+//! Each address or port in use is a key, `/registry/core/serviceips/<ip>` or
+//! `/registry/core/servicenodeports/<port>`, created only if absent and deleted with its
+//! Service. Two concurrent creates that pick the same address cannot both commit: the
+//! second transaction's "absent" compare fails and it picks again. The keys are the
+//! allocator's whole state, so a new leader or a restarted server has nothing to rebuild.
+
+use std::net::Ipv4Addr;
+
+use rand::Rng as _;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::objects::REGISTRY_PREFIX;
+
+/// The NodePort range, as in Kubernetes.
+pub const NODE_PORT_MIN: u16 = 30_000;
+pub const NODE_PORT_MAX: u16 = 32_767;
+/// Random candidates tried per create before the range counts as full.
+pub const ALLOCATION_ATTEMPTS_MAX: usize = 16;
+
+/// The service address range, `10.96.0.0/16` style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceCidr {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Default for ServiceCidr {
+    fn default() -> Self {
+        Self { network: Ipv4Addr::new(10, 96, 0, 0), prefix: 16 }
+    }
+}
+
+impl std::str::FromStr for ServiceCidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (address, prefix) =
+            text.split_once('/').ok_or_else(|| format!("{text:?} is not address/prefix"))?;
+        let network: Ipv4Addr = address.parse().map_err(|_| format!("{address:?} is not an IPv4 address"))?;
+        let prefix: u8 = prefix.parse().map_err(|_| format!("{prefix:?} is not a prefix length"))?;
+        if !(8..=30).contains(&prefix) {
+            return Err(format!("a service range needs a prefix between /8 and /30, not /{prefix}"));
+        }
+        let mask = u32::MAX << (32 - prefix);
+        Ok(Self { network: Ipv4Addr::from(u32::from(network) & mask), prefix })
+    }
+}
+
+impl ServiceCidr {
+    fn size(self) -> u32 {
+        1u32 << (32 - self.prefix)
+    }
+
+    pub fn contains(self, address: Ipv4Addr) -> bool {
+        let mask = u32::MAX << (32 - self.prefix);
+        u32::from(address) & mask == u32::from(self.network)
+    }
+
+    /// A random host address (not the network or broadcast address, not the first, which
+    /// Kubernetes keeps for the `kubernetes` Service).
+    fn random_host(self) -> Ipv4Addr {
+        let offset = rand::rng().random_range(2..self.size() - 1);
+        Ipv4Addr::from(u32::from(self.network) + offset)
+    }
+}
+
+pub fn ip_key(address: &str) -> String {
+    format!("{REGISTRY_PREFIX}core/serviceips/{address}")
+}
+
+pub fn node_port_key(port: u16) -> String {
+    format!("{REGISTRY_PREFIX}core/servicenodeports/{port}")
+}
+
+/// The claim keys a stored Service holds.
+pub fn claims_of(service: &Value) -> Vec<String> {
+    let mut claims = Vec::new();
+    if let Some(ip) = service.pointer("/spec/clusterIP").and_then(Value::as_str)
+        && ip.parse::<Ipv4Addr>().is_ok()
+    {
+        claims.push(ip_key(ip));
+    }
+    for port in service.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(node_port) =
+            port.get("nodePort").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok())
+        {
+            claims.push(node_port_key(node_port));
+        }
+    }
+    claims
+}
+
+/// Fills in a new Service's ClusterIP and NodePorts (random where the client left them
+/// empty) and returns the keys to claim. `fresh` draws new random values for the fields the
+/// client left empty; fields the client set are checked against the ranges.
+pub fn assign(service: &mut Value, range: ServiceCidr, requested: &Value) -> Result<Vec<String>, ApiError> {
+    let service_type =
+        service.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_owned();
+    if service_type == "ExternalName" {
+        return Ok(Vec::new());
+    }
+    let requested_ip = requested.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("");
+    match requested_ip {
+        "None" => {}
+        "" => {
+            let address = range.random_host().to_string();
+            service["spec"]["clusterIP"] = json!(address);
+            service["spec"]["clusterIPs"] = json!([address]);
+        }
+        given => {
+            let address: Ipv4Addr =
+                given.parse().map_err(|_| invalid_ip(given, "must be a valid IPv4 address"))?;
+            if !range.contains(address) {
+                return Err(invalid_ip(
+                    given,
+                    &format!(
+                        "provided IP is not in the valid range. The range of valid IPs is {}/{}",
+                        range.network, range.prefix
+                    ),
+                ));
+            }
+        }
+    }
+    if matches!(service_type.as_str(), "NodePort" | "LoadBalancer") {
+        let requested_ports =
+            requested.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+        if let Some(ports) = service.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+            for (index, port) in ports.iter_mut().enumerate() {
+                let asked =
+                    requested_ports.get(index).and_then(|p| p.get("nodePort")).and_then(Value::as_u64);
+                if asked.is_none_or(|asked| asked == 0) {
+                    let chosen = rand::rng().random_range(NODE_PORT_MIN..=NODE_PORT_MAX);
+                    port["nodePort"] = json!(chosen);
+                }
+            }
+        }
+    }
+    Ok(claims_of(service))
+}
+
+fn invalid_ip(given: &str, detail: &str) -> ApiError {
+    let cause = k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
+        reason: Some("FieldValueInvalid".into()),
+        message: Some(format!("Invalid value: [\"{given}\"]: {detail}")),
+        field: Some("spec.clusterIPs".into()),
+    };
+    ApiError::Invalid {
+        message: format!("Service is invalid: spec.clusterIPs: Invalid value: [\"{given}\"]: {detail}"),
+        causes: vec![cause],
+        name: String::new(),
+        group: String::new(),
+        kind: "Service".into(),
+    }
+}
+
+/// The error when a claim of the client's own choosing is taken.
+pub fn already_allocated(service: &Value, claim: &str) -> ApiError {
+    let (field, value) = if claim.contains("/serviceips/") {
+        ("spec.clusterIPs", format!("[\"{}\"]", claim.rsplit('/').next().unwrap_or("")))
+    } else {
+        ("spec.ports[*].nodePort", claim.rsplit('/').next().unwrap_or("").to_owned())
+    };
+    let detail = "provided value is already allocated";
+    let cause = k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
+        reason: Some("FieldValueInvalid".into()),
+        message: Some(format!("Invalid value: {value}: {detail}")),
+        field: Some(field.into()),
+    };
+    let name = crate::meta::name(service).to_owned();
+    ApiError::Invalid {
+        message: format!("Service \"{name}\" is invalid: {field}: Invalid value: {value}: {detail}"),
+        causes: vec![cause],
+        name,
+        group: String::new(),
+        kind: "Service".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Assigned addresses and ports fall in their ranges; given ones are kept or refused;
+    // headless and ExternalName Services claim no address.
+    #[test]
+    fn assignment() {
+        let range: ServiceCidr = "10.96.0.0/24".parse().expect("range");
+        let mut service = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}});
+        let requested = service.clone();
+        let claims = assign(&mut service, range, &requested).expect("assigned");
+        let ip: Ipv4Addr = service["spec"]["clusterIP"].as_str().expect("ip").parse().expect("parses");
+        assert!(range.contains(ip) && ip != Ipv4Addr::new(10, 96, 0, 1));
+        let node_port = service["spec"]["ports"][0]["nodePort"].as_u64().expect("node port");
+        assert!((u64::from(NODE_PORT_MIN)..=u64::from(NODE_PORT_MAX)).contains(&node_port));
+        assert_eq!(claims, [ip_key(&ip.to_string()), node_port_key(u16::try_from(node_port).expect("u16"))]);
+
+        let mut headless = json!({"spec": {"clusterIP": "None", "ports": [{"port": 80}]}});
+        let requested = headless.clone();
+        assert!(assign(&mut headless, range, &requested).expect("headless").is_empty());
+        let mut external = json!({"spec": {"type": "ExternalName", "externalName": "example.com"}});
+        let requested = external.clone();
+        assert!(assign(&mut external, range, &requested).expect("external").is_empty());
+        let mut outside = json!({"spec": {"clusterIP": "10.97.0.5"}});
+        let requested = outside.clone();
+        assert!(assign(&mut outside, range, &requested).is_err());
+        assert!("10.96.0.0/31".parse::<ServiceCidr>().is_err());
+        assert!("nonsense".parse::<ServiceCidr>().is_err());
+    }
+}
