@@ -40,6 +40,7 @@ mod runtime;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
@@ -84,7 +85,11 @@ pub struct Object {
 /// A write the collector decided on. Each is conditioned on `target.resource_version`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    Delete { target: Target, propagation: Propagation, absent_owners: Vec<OwnerKey> },
+    Delete {
+        target: Target,
+        propagation: Propagation,
+        absent_owners: Vec<OwnerKey>,
+    },
     /// Replaces `metadata.ownerReferences` and `metadata.finalizers` where `Some`; an empty
     /// list removes the field.
     Patch {
@@ -106,6 +111,27 @@ impl Action {
     pub fn absent_owners(&self) -> &[OwnerKey] {
         match self {
             Action::Delete { absent_owners, .. } | Action::Patch { absent_owners, .. } => absent_owners,
+        }
+    }
+}
+
+/// One line for logs: `delete (Foreground)`, `patch ownerReferences=[Deployment/web]`.
+impl fmt::Display for Action {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Delete { propagation, .. } => write!(formatter, "delete ({propagation:?})"),
+            Action::Patch { owner_references, finalizers, .. } => {
+                formatter.write_str("patch")?;
+                if let Some(references) = owner_references {
+                    let names: Vec<String> =
+                        references.iter().map(|owner| format!("{}/{}", owner.kind, owner.name)).collect();
+                    write!(formatter, " ownerReferences={names:?}")?;
+                }
+                if let Some(finalizers) = finalizers {
+                    write!(formatter, " finalizers={finalizers:?}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -179,7 +205,9 @@ impl<'a> Graph<'a> {
         let by_name: HashMap<(&GroupKind, Option<&str>, &str), usize> = objects
             .iter()
             .enumerate()
-            .map(|(index, object)| ((&object.group_kind, object.namespace.as_deref(), object.name.as_str()), index))
+            .map(|(index, object)| {
+                ((&object.group_kind, object.namespace.as_deref(), object.name.as_str()), index)
+            })
             .collect();
         let mut dependents = vec![Vec::new(); objects.len()];
         let owners: Vec<Vec<Resolution>> = objects
@@ -192,10 +220,13 @@ impl<'a> Graph<'a> {
                     .map(|reference| resolve(snapshot, &by_name, object, reference))
                     .collect();
                 for resolution in &resolutions {
-                    if let Resolution::Present(owner) = resolution
-                        && !dependents[*owner].contains(&index)
+                    // An object is not its own dependent (it would wait for itself), and one
+                    // naming an owner twice is its dependent once: the last one pushed.
+                    if let Resolution::Present(owner) = *resolution
+                        && owner != index
+                        && dependents[owner].last() != Some(&index)
                     {
-                        dependents[*owner].push(index);
+                        dependents[owner].push(index);
                     }
                 }
                 resolutions
@@ -215,13 +246,13 @@ impl<'a> Graph<'a> {
         }
         let absent = self.absent_owners(index);
         let waiting = self.references_where(index, |state| state == Some(OwnerState::Waiting));
+        if absent.is_empty() && waiting.is_empty() {
+            return None;
+        }
         let has_survivor = self.owners[index].iter().enumerate().any(|(reference, resolution)| {
             matches!(resolution, Resolution::Unresolvable)
                 || self.owner_state(index, reference) == Some(OwnerState::Solid)
         });
-        if object.owner_references.is_empty() || (absent.is_empty() && waiting.is_empty()) {
-            return None;
-        }
         if has_survivor {
             let mut dropped: Vec<usize> = waiting;
             dropped.extend(self.references_where(index, |state| state.is_none()));
@@ -261,7 +292,12 @@ impl<'a> Graph<'a> {
         if owner_references.is_none() && finalizers.is_none() {
             return None;
         }
-        Some(Action::Patch { target: target(object), owner_references, finalizers, absent_owners: Vec::new() })
+        Some(Action::Patch {
+            target: target(object),
+            owner_references,
+            finalizers,
+            absent_owners: Vec::new(),
+        })
     }
 
     fn drop_references(&self, index: usize, dropped: &[usize], absent_owners: Vec<OwnerKey>) -> Action {

@@ -95,7 +95,10 @@ mod tests {
     // when there is no slash.
     #[test]
     fn group_kind_from_api_version() {
-        assert_eq!(GroupKind::from_api_version("apps/v1", "ReplicaSet"), GroupKind::new("apps", "ReplicaSet"));
+        assert_eq!(
+            GroupKind::from_api_version("apps/v1", "ReplicaSet"),
+            GroupKind::new("apps", "ReplicaSet")
+        );
         assert_eq!(GroupKind::from_api_version("v1", "Pod"), GroupKind::new("", "Pod"));
         assert!(GroupKind::from_api_version("v1", "Pod").is_pod());
         assert_eq!(GroupKind::new("apps", "Deployment").to_string(), "Deployment.apps");

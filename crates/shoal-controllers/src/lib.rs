@@ -1,14 +1,51 @@
 //! shoal's controllers: level-triggered reconcilers that are clients of the Kubernetes API.
 //!
-//! Being written: the garbage collector (`gc`) and namespace deletion (`namespace`).
+//! Each controller is a pure decision over a snapshot (`gc::decide`, `namespace::decide`) and
+//! a thin runtime that builds the snapshot from the API and carries the decision out:
+//! - `gc`: the garbage collector (ownerReferences, the `orphan` and `foregroundDeletion`
+//!   finalizers);
+//! - `namespace`: namespace deletion (emptying a terminating namespace, then finalizing it).
+//!
+//! `kinds` finds the kinds both work over by API discovery.
+
+pub mod gc;
+pub mod kinds;
+pub mod namespace;
 
 use std::time::Duration;
 
-/// Runs every controller against `client` until the future is dropped.
-pub async fn run(client: kube::Client) {
-    let _ = client;
-    std::future::pending::<()>().await;
-}
+use tracing::Instrument as _;
 
 /// How often a controller re-examines everything even without events.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// How long one request of a controller may take before it gives up on it; the next pass
+/// (or the next attempt) tries again.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long discovery (a request per API group) may take at start before it is retried.
+pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The pause between two failed discoveries at start.
+pub const DISCOVERY_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+/// Runs every controller against `client` until the future is dropped.
+///
+/// Nothing is spawned: dropping the future (the server losing leadership) stops every watch
+/// and every request in flight.
+pub async fn run(client: kube::Client) {
+    let kinds = loop {
+        match tokio::time::timeout(DISCOVERY_TIMEOUT, kinds::discover(&client)).await {
+            Ok(Ok(kinds)) => break kinds,
+            Ok(Err(error)) => tracing::warn!(%error, "controllers cannot discover the served kinds yet"),
+            Err(_elapsed) => tracing::warn!("controllers' discovery of the served kinds timed out"),
+        }
+        tokio::time::sleep(DISCOVERY_RETRY_DELAY).await;
+    };
+    tracing::info!(kinds = kinds.len(), "controllers starting");
+    let gc = gc::run(client.clone(), &kinds).instrument(tracing::info_span!("garbage_collector"));
+    let namespace = namespace::run(client, &kinds).instrument(tracing::info_span!("namespace_controller"));
+    futures::future::join(gc, namespace).await;
+}
+
+/// Whether `error` is the API's answer with HTTP status `code`.
+fn is_status(error: &kube::Error, code: u16) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == code)
+}

@@ -225,7 +225,7 @@ impl Store {
             let attempt = match leader {
                 None => None,
                 Some(leader) if leader == self.id() => Some(self.propose(command.clone(), deadline).await),
-                Some(leader) => Some(self.forward_write(leader, command.clone()).await),
+                Some(leader) => Some(self.forward_write(leader, command.clone(), deadline).await),
             };
             match attempt {
                 Some(Ok(response)) => return Ok(response),
@@ -257,8 +257,9 @@ impl Store {
         &self,
         leader: MemberId,
         command: Command,
+        deadline: Instant,
     ) -> Result<CommandResponse, AttemptError> {
-        match self.forward(leader, ForwardRequest::Write(command)).await {
+        match self.forward(leader, ForwardRequest::Write(command), deadline).await {
             Ok(ForwardResponse::Written(response)) => Ok(response),
             Ok(other) => panic!("leader answered a write with {other:?}"),
             Err(ForwardFailure::Transport(TransportError::NotSent { .. })) => Err(AttemptError::NotApplied),
@@ -309,7 +310,7 @@ impl Store {
             let index = match leader {
                 None => None,
                 Some(leader) if leader == self.id() => self.local_read_index(deadline).await?,
-                Some(leader) => match self.forward(leader, ForwardRequest::ReadIndex).await {
+                Some(leader) => match self.forward(leader, ForwardRequest::ReadIndex, deadline).await {
                     Ok(ForwardResponse::ReadIndex { index }) => Some(index),
                     Ok(other) => panic!("leader answered a read index with {other:?}"),
                     Err(_) => None,
@@ -387,11 +388,28 @@ impl Store {
     }
 
     pub async fn promote(&self, id: MemberId) -> Result<(), AdminError> {
+        self.require_member(id).await?;
         self.to_leader(ForwardRequest::Promote { id }).await.map(drop)
     }
 
     pub async fn remove_member(&self, id: MemberId) -> Result<(), AdminError> {
+        self.require_member(id).await?;
         self.to_leader(ForwardRequest::Remove { id }).await.map(drop)
+    }
+
+    /// `MemberNotFound` unless `id` is a member, judged on state at least as new as the call.
+    async fn require_member(&self, id: MemberId) -> Result<(), AdminError> {
+        self.read_barrier().await.map_err(|error| match error {
+            ReadError::NoLeader => AdminError::NoLeader,
+            ReadError::Stopping => AdminError::Stopping,
+            ReadError::Timeout | ReadError::Mvcc(_) => AdminError::Timeout,
+        })?;
+        let members = self.members();
+        if members.voters.contains_key(&id) || members.learners.contains_key(&id) {
+            Ok(())
+        } else {
+            Err(AdminError::MemberNotFound)
+        }
     }
 
     pub fn status(&self) -> StoreStatus {
@@ -418,9 +436,14 @@ impl Store {
             let leader = self.leader();
             if let Some(leader) = leader {
                 let result = if leader == self.id() {
-                    self.serve_forwarded(request.clone()).await.map_err(ForwardFailure::Refused)
+                    // A leader without a quorum never finishes a membership change: stop
+                    // waiting at the deadline.
+                    match tokio::time::timeout_at(deadline, self.serve_forwarded(request.clone())).await {
+                        Ok(served) => served.map_err(ForwardFailure::Refused),
+                        Err(_elapsed) => return Err(AdminError::Timeout),
+                    }
                 } else {
-                    self.forward(leader, request.clone()).await
+                    self.forward(leader, request.clone(), deadline).await
                 };
                 match result {
                     Ok(response) => return Ok(response),
@@ -436,18 +459,22 @@ impl Store {
         Err(last_error)
     }
 
+    /// Sends `request` to the leader, waiting at most until `deadline` (and at most
+    /// `FORWARD_TIMEOUT`), so a forwarded attempt never outlives its caller's deadline.
     async fn forward(
         &self,
         leader: MemberId,
         request: ForwardRequest,
+        deadline: Instant,
     ) -> Result<ForwardResponse, ForwardFailure> {
+        let timeout = FORWARD_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
         let url = self
             .peer_url_of(leader)
             .ok_or(ForwardFailure::Refused(ForwardError::NotLeader { leader: None }))?;
         let result: ForwardResult = self
             .inner
             .transport
-            .call(leader, &url, PeerRpc::Forward, &request, FORWARD_TIMEOUT)
+            .call(leader, &url, PeerRpc::Forward, &request, timeout)
             .await
             .map_err(ForwardFailure::Transport)?;
         result.map_err(ForwardFailure::Refused)

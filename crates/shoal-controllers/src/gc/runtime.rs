@@ -18,21 +18,21 @@ use tokio::sync::watch;
 
 use super::{Action, Object, OwnerKey, Propagation, Scope, Snapshot, Target, decide};
 use crate::kinds::{GroupKind, ServedKind};
-use crate::{RESYNC_INTERVAL, is_status};
+use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, is_status};
 
 /// How long a pass waits after a change for more changes, so that a burst of events (a
 /// ReplicaSet's pods going away) costs one pass rather than one each.
-pub const PASS_DEBOUNCE: Duration = Duration::from_millis(200);
+const PASS_DEBOUNCE: Duration = Duration::from_millis(200);
 /// The objects a pass is sized for. A pass over more still runs, since a partial graph would
 /// make owners look absent, but it logs a warning: memory and pass time grow with the count.
-pub const OBJECTS_PER_PASS_MAX: usize = 100_000;
+const OBJECTS_PER_PASS_MAX: usize = 100_000;
 /// The writes one pass carries out. Any more are decided again by the next pass, which
 /// follows after `PASS_DEBOUNCE`.
-pub const ACTIONS_PER_PASS_MAX: usize = 1_000;
+const ACTIONS_PER_PASS_MAX: usize = 1_000;
 /// Requests (owner reads, deletes, patches) in flight at once.
-pub const REQUESTS_IN_FLIGHT_MAX: usize = 8;
-/// How long one request may take before the pass gives up on it (the next pass retries).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUESTS_IN_FLIGHT_MAX: usize = 8;
+const _: () = assert!(PASS_DEBOUNCE.as_millis() < RESYNC_INTERVAL.as_millis());
+const _: () = assert!(ACTIONS_PER_PASS_MAX <= OBJECTS_PER_PASS_MAX);
 /// The field manager the collector's patches are recorded under.
 const FIELD_MANAGER: &str = "shoal-garbage-collector";
 
@@ -117,16 +117,24 @@ async fn run_passes(
 
 /// Carries out `actions`, each only if the owners it found absent are absent still.
 async fn execute(client: &Client, kinds: &BTreeMap<GroupKind, ServedKind>, actions: Vec<Action>) {
-    let owners: BTreeSet<&OwnerKey> = actions.iter().flat_map(Action::absent_owners).collect();
-    let present: HashSet<&OwnerKey> = futures::stream::iter(owners)
-        .map(|owner| async move { (owner, owner_may_exist(client, kinds, owner).await) })
+    // The streams run over owned items: closures over borrowed ones make the future not
+    // provably `Send` (rust-lang/rust#102211), and the server spawns it.
+    let owners: BTreeSet<OwnerKey> = actions.iter().flat_map(Action::absent_owners).cloned().collect();
+    let present: HashSet<OwnerKey> = futures::stream::iter(owners)
+        .map(|owner| async move {
+            let exists = owner_may_exist(client, kinds, &owner).await;
+            (owner, exists)
+        })
         .buffer_unordered(REQUESTS_IN_FLIGHT_MAX)
         .filter_map(|(owner, exists)| std::future::ready(exists.then_some(owner)))
         .collect()
         .await;
-    let confirmed = actions.iter().filter(|action| !action.absent_owners().iter().any(|o| present.contains(o)));
+    let confirmed: Vec<Action> = actions
+        .into_iter()
+        .filter(|action| !action.absent_owners().iter().any(|owner| present.contains(owner)))
+        .collect();
     futures::stream::iter(confirmed)
-        .map(|action| write(client, kinds, action))
+        .map(|action| async move { write(client, kinds, &action).await })
         .buffer_unordered(REQUESTS_IN_FLIGHT_MAX)
         .collect::<()>()
         .await;
@@ -159,14 +167,16 @@ async fn write(client: &Client, kinds: &BTreeMap<GroupKind, ServedKind>, action:
             }
             Action::Patch { owner_references, finalizers, .. } => {
                 let body = merge_patch(target, owner_references.as_deref(), finalizers.as_deref());
-                let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
+                let params =
+                    PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
                 api.patch(&target.name, &params, &Patch::Merge(&body)).await.map(drop)
             }
         }
     };
-    let (kind, namespace, name) = (&target.group_kind, target.namespace.as_deref().unwrap_or(""), &target.name);
+    let (kind, namespace, name) =
+        (&target.group_kind, target.namespace.as_deref().unwrap_or(""), &target.name);
     match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
-        Ok(Ok(())) => tracing::info!(%kind, namespace, name, ?action, "garbage collector wrote"),
+        Ok(Ok(())) => tracing::info!(%kind, namespace, name, %action, "garbage collector wrote"),
         // Gone already: what a delete wanted, and nothing left to patch.
         Ok(Err(error)) if is_status(&error, 404) => {}
         // Changed since the cache saw it: the change is a watch event, hence another pass.
