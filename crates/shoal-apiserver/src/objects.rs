@@ -56,8 +56,8 @@ pub struct Stored {
 
 /// One page of a list.
 #[derive(Debug)]
-pub struct ListPage {
-    pub items: Vec<Value>,
+pub struct ListPage<T = Value> {
+    pub items: Vec<T>,
     /// The revision the whole list (across pages) is read at.
     pub revision: Revision,
     /// The token for the next page, if the list was cut short by the limit.
@@ -130,6 +130,27 @@ impl ObjectStore {
 
     /// One page of a collection, filtered, read at one revision across pages.
     pub async fn list(&self, request: &ListRequest<'_>) -> Result<ListPage, ApiError> {
+        let (resource, filter) = (request.resource, request.filter);
+        self.scan(request, |kv| {
+            let object = self.decode(resource, kv)?.object;
+            Ok(filter(&object).then_some(object))
+        })
+        .await
+    }
+
+    /// A page of a collection as the JSON bytes of its objects, unfiltered: a list without
+    /// selectors then never parses an object (`request.filter` is not consulted).
+    pub async fn list_raw(&self, request: &ListRequest<'_>) -> Result<ListPage<Vec<u8>>, ApiError> {
+        let resource = request.resource;
+        self.scan(request, |kv| self.decode_raw(resource, kv).map(Some)).await
+    }
+
+    /// Reads a collection page by page at one revision, keeping what `keep` returns.
+    async fn scan<T>(
+        &self,
+        request: &ListRequest<'_>,
+        mut keep: impl FnMut(&KeyValue) -> Result<Option<T>, ApiError>,
+    ) -> Result<ListPage<T>, ApiError> {
         let prefix = Self::collection_prefix(request.resource, request.namespace);
         let range_end = shoal_store::request::prefix_end(prefix.as_bytes());
         let (mut start, mut read) = (Bytes::from(prefix.clone()), request.read);
@@ -148,13 +169,10 @@ impl ObjectStore {
             let revision = *revision.get_or_insert(read_revision);
             read = ReadAt::Exact(revision);
             let last_key = response.kvs.last().map(|kv| kv.key.clone());
-            let mut kvs = response.kvs.into_iter();
+            let mut kvs = response.kvs.iter();
             while let Some(kv) = kvs.next() {
-                let object = self.decode(request.resource, &kv)?.object;
-                if !(request.filter)(&object) {
-                    continue;
-                }
-                items.push(object);
+                let Some(item) = keep(kv)? else { continue };
+                items.push(item);
                 let more_keys = kvs.len() > 0 || response.more;
                 if items.len() == limit && more_keys {
                     let name = kv.key[prefix.len()..].to_vec();
@@ -390,6 +408,35 @@ impl ObjectStore {
         Ok(Bytes::from(json))
     }
 
+    /// The object's JSON bytes as clients see them, without parsing: `"resourceVersion"` is
+    /// spliced into the top-level `metadata` (stored objects always have one, written by
+    /// `encode` with sorted keys and never a resourceVersion of their own).
+    pub fn decode_raw(&self, resource: &ResourceType, kv: &KeyValue) -> Result<Vec<u8>, ApiError> {
+        let json = if resource.plural == "secrets" && resource.group.is_empty() {
+            self.secret_box.open(&kv.value).map_err(|error| {
+                tracing::error!(key = %String::from_utf8_lossy(&kv.key), %error, "cannot open a stored secret");
+                ApiError::internal("a stored secret cannot be decrypted with this server's key")
+            })?
+        } else {
+            kv.value.to_vec()
+        };
+        match top_level_metadata(&json) {
+            Some(at) => {
+                let field = format!("\"resourceVersion\":\"{}\",", kv.mod_revision);
+                let mut spliced = Vec::with_capacity(json.len() + field.len());
+                spliced.extend_from_slice(&json[..at]);
+                spliced.extend_from_slice(field.as_bytes());
+                spliced.extend_from_slice(&json[at..]);
+                Ok(spliced)
+            }
+            // Not the shape `encode` writes: take the slow, parsing path.
+            None => {
+                let object = self.decode(resource, kv)?.object;
+                serde_json::to_vec(&object).map_err(|error| ApiError::internal(error.to_string()))
+            }
+        }
+    }
+
     /// Turns a stored key-value into the object clients see.
     pub fn decode(&self, resource: &ResourceType, kv: &KeyValue) -> Result<Stored, ApiError> {
         let opened;
@@ -408,6 +455,35 @@ impl ObjectStore {
         })?;
         Ok(Stored { object: with_resource_version(object, kv.mod_revision), revision: kv.mod_revision })
     }
+}
+
+/// Where the first member of the top-level, non-empty `metadata` object starts, found by a
+/// scan that tracks strings and nesting; `None` if there is none.
+fn top_level_metadata(json: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = b"\"metadata\":{";
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (index, &byte) in json.iter().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' if depth == 1 && json[index..].starts_with(KEY) => {
+                let first = index + KEY.len();
+                return (json.get(first) != Some(&b'}')).then_some(first);
+            }
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Sets `metadata.resourceVersion` to `revision`.
@@ -499,6 +575,22 @@ fn read_error(error: ReadError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The resourceVersion splice finds the top-level metadata past strings and nested
+    // objects that look like it, and gives the same object as parsing would.
+    #[test]
+    fn metadata_splice() {
+        let check = |json: &str, expected: Option<&str>| {
+            let found = top_level_metadata(json.as_bytes()).map(|at| &json[at..]);
+            assert_eq!(found, expected, "{json}");
+        };
+        check(r#"{"apiVersion":"v1","metadata":{"name":"a"}}"#, Some(r#""name":"a"}}"#));
+        check(r#"{"data":{"metadata":{"x":1}},"metadata":{"name":"b"}}"#, Some(r#""name":"b"}}"#));
+        check(r#"{"a":"\"metadata\":{","metadata":{"name":"c"}}"#, Some(r#""name":"c"}}"#));
+        check(r#"{"metadata":{}}"#, None);
+        check(r#"{"spec":{}}"#, None);
+        check(r#"}}}"#, None);
+    }
 
     // Continue tokens round-trip, and tampered ones are refused rather than read.
     #[test]

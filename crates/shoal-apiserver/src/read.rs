@@ -28,6 +28,9 @@ pub async fn list(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     let target = &call.target;
     let filter = Filter::from_query(target.resource, &call.query)?;
     let read = read_at(&call.query, true)?;
+    if filter.is_everything() && !call.wants_table() {
+        return list_raw(api, call, read).await;
+    }
     let matches = |object: &Value| filter.matches(object);
     let request = ListRequest {
         resource: target.resource,
@@ -54,6 +57,44 @@ pub async fn list(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     })))
 }
 
+/// A list without selectors in JSON: the objects' stored bytes go out unparsed.
+async fn list_raw(api: &Api, call: &Call<'_>, read: ReadAt) -> Result<Reply, ApiError> {
+    let target = &call.target;
+    let everything = |_: &Value| true;
+    let request = ListRequest {
+        resource: target.resource,
+        namespace: target.namespace,
+        read,
+        limit: call.query.limit,
+        continue_token: call.query.continue_token.as_deref(),
+        filter: &everything,
+    };
+    let page = api.objects.list_raw(&request).await?;
+    let mut metadata = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(token) = page.continue_token {
+        metadata["continue"] = Value::String(token);
+    }
+    let head = json!({"kind": format!("{}List", target.resource.kind), "apiVersion": target.resource.api_version(), "metadata": metadata});
+    let head = serde_json::to_vec(&head).expect("JSON values serialize");
+    let size = head.len() + page.items.iter().map(|item| item.len() + 1).sum::<usize>() + 16;
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(&head[..head.len() - 1]);
+    body.extend_from_slice(b",\"items\":[");
+    for (index, item) in page.items.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    let response = http::Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, crate::api::JSON)
+        .body(crate::server::full(body))
+        .expect("a response with valid headers builds");
+    Ok(Reply::Raw(response))
+}
+
 /// The label and field selectors of a list or watch.
 pub struct Filter {
     labels: LabelSelector,
@@ -75,6 +116,11 @@ impl Filter {
             None => FieldSelector::everything(),
         };
         Ok(Self { labels, fields, name: None })
+    }
+
+    /// Whether every object passes.
+    pub fn is_everything(&self) -> bool {
+        self.name.is_none() && self.labels.is_everything() && self.fields.is_everything()
     }
 
     /// Also requires `metadata.name == name` (a watch of one object).

@@ -96,7 +96,13 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
 
     fill_pods(&clients, args.pods).await?;
     let pods: Api<Pod> = Api::namespaced(clients[0].clone(), "default");
-    latency_row(&mut rows, &format!("list {} pods (JSON)", args.pods), timed(10, |_| list_all(&pods)).await?);
+    let raw = timed(10, |_| list_bytes(&clients[0], "/api/v1/namespaces/default/pods")).await?;
+    latency_row(&mut rows, &format!("list {} pods, bytes received", args.pods), raw);
+    latency_row(
+        &mut rows,
+        &format!("list {} pods, decoded by kube-rs", args.pods),
+        timed(10, |_| list_all(&pods)).await?,
+    );
 
     let fan_out = watch_fan_out(&clients, args.watchers, 20).await?;
     latency_row(&mut rows, &format!("write to event, {} watchers", args.watchers), fan_out);
@@ -166,6 +172,14 @@ where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     api.list(&ListParams::default()).await?;
+    Ok(())
+}
+
+/// Fetches a list's body without decoding it: the server's and the wire's share of a list.
+async fn list_bytes(client: &Client, path: &str) -> anyhow::Result<()> {
+    let request = http::Request::get(path).body(Vec::new())?;
+    let body = client.request_text(request).await?;
+    anyhow::ensure!(body.starts_with('{'), "the list is not a JSON object");
     Ok(())
 }
 
