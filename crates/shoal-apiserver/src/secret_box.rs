@@ -4,7 +4,8 @@
 //! the ciphertext with its tag, as Kubernetes' aesgcm provider lays it out. The key file holds
 //! one key per line, `<name> <base64 of 32 bytes>`; the first line seals, every line opens.
 //! Rotation: put a new key on the first line on every server, restart them, rewrite every
-//! Secret (`kubectl get secrets -A -o json | kubectl replace -f -`), then drop the old line.
+//! Secret (`kubectl get secrets -A -o json | kubectl replace --validate=false -f -`: shoal serves no
+//! OpenAPI v2, which kubectl needs to validate a List), then drop the old line.
 
 use std::path::Path;
 use std::sync::Arc;
