@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::request::{
     DeleteRangeRequest, DeleteRangeResponse, KeyRange, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    TxnRequest, TxnResponse,
+    RequestOp, ResponseOp, TxnRequest, TxnResponse,
 };
 use write::Writer;
 
@@ -70,6 +70,15 @@ pub enum MvccError {
     KeyNotFound,
     #[error("etcdserver: key is not provided")]
     EmptyKey,
+}
+
+/// Whether every operation of both branches, recursively, is a range.
+pub fn txn_only_reads(request: &TxnRequest) -> bool {
+    request.success.iter().chain(&request.failure).all(|op| match op {
+        RequestOp::Range(_) => true,
+        RequestOp::Txn(nested) => txn_only_reads(nested),
+        RequestOp::Put(_) | RequestOp::DeleteRange(_) => false,
+    })
 }
 
 /// The events of consecutive revisions, as a watcher consumes them.
@@ -165,6 +174,29 @@ impl Mvcc {
     pub fn txn(&mut self, request: &TxnRequest) -> Result<(TxnResponse, Vec<Event>), MvccError> {
         txn_check::check_no_duplicate_writes(request)?;
         Writer::run(self, |writer| writer.txn(request))
+    }
+
+    /// Answers a transaction that only reads (ranges in every branch, nested ones included)
+    /// from the current state without making it a write; `None` if it writes anything.
+    pub fn read_txn(&self, request: &TxnRequest) -> Result<Option<TxnResponse>, MvccError> {
+        if !txn_only_reads(request) {
+            return Ok(None);
+        }
+        self.evaluate_read_txn(request).map(Some)
+    }
+
+    fn evaluate_read_txn(&self, request: &TxnRequest) -> Result<TxnResponse, MvccError> {
+        let succeeded = request.compare.iter().all(|compare| write::compare_holds(self, compare));
+        let ops = if succeeded { &request.success } else { &request.failure };
+        let responses = ops
+            .iter()
+            .map(|op| match op {
+                RequestOp::Range(range) => self.range(range).map(ResponseOp::Range),
+                RequestOp::Txn(nested) => self.evaluate_read_txn(nested).map(ResponseOp::Txn),
+                RequestOp::Put(_) | RequestOp::DeleteRange(_) => unreachable!("checked to only read"),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TxnResponse { succeeded, responses })
     }
 
     /// Forgets history below `revision`: reads at `revision` or later answer as before, reads

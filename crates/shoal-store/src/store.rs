@@ -26,7 +26,7 @@ use crate::limits::MAX_RESPONSES_PER_CLIENT;
 use crate::mvcc::Revision;
 use crate::proposer::{ProposeError, Proposer, ReadIndexCoalescer, ReadIndexError};
 use crate::raft::{Member, MemberId, Raft};
-use crate::request::{RangeRequest, RangeResponse};
+use crate::request::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 use crate::storage::SharedState;
 use crate::transport::{PeerRpc, PeerTransport, TransportError};
 
@@ -300,6 +300,18 @@ impl Store {
         let machine = self.inner.shared.machine.read().expect("state machine lock poisoned");
         let response = machine.mvcc().range(request)?;
         Ok((response, machine.mvcc().current_revision()))
+    }
+
+    /// Answers a transaction that only reads as a linearizable read, without a log entry;
+    /// `None` if it writes (then it must go through `write`).
+    pub async fn read_txn(&self, request: &TxnRequest) -> Result<Option<(TxnResponse, Revision)>, ReadError> {
+        if !crate::mvcc::txn_only_reads(request) {
+            return Ok(None);
+        }
+        self.read_barrier().await?;
+        let machine = self.inner.shared.machine.read().expect("state machine lock poisoned");
+        let response = machine.mvcc().read_txn(request)?.expect("a transaction that only reads still does");
+        Ok(Some((response, machine.mvcc().current_revision())))
     }
 
     /// Waits until this member has applied every write acknowledged before the call began.

@@ -66,9 +66,14 @@ impl pb::kv_server::Kv for KvService {
         }
     }
 
-    /// Every transaction, even a read-only one, goes through the log: simple and linearizable.
+    /// A transaction that only reads is a linearizable read (read index, no log entry); one
+    /// that writes goes through the log.
     async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         let (txn, options) = convert::txn_request_from_proto(checked(request)?)?;
+        if let Some((response, revision)) = self.store.read_txn(&txn).await.map_err(read_status)? {
+            let header = header(&self.store, revision);
+            return Ok(Response::new(convert::txn_response_to_proto(response, &options, header)));
+        }
         let written = self.store.write(Operation::Txn(txn)).await.map_err(write_status)?;
         let header = header(&self.store, written.revision);
         match written.outcome {

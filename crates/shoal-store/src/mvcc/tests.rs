@@ -513,3 +513,35 @@ fn snapshot_round_trips_through_postcard() {
     let counters = |store: &Mvcc| (store.current_revision(), store.compact_revision(), store.key_count());
     assert_eq!(counters(&copy), counters(&store));
 }
+
+// A transaction that only reads is answered without a write: the same response the write
+// path gives, no new revision; one that writes anywhere, nested included, is not.
+#[test]
+fn read_only_transactions_are_answered_as_reads() {
+    let mut store = store_with(&[("a", "1"), ("b", "2")]);
+    let read_a =
+        RequestOp::Range(RangeRequest { range: KeyRange::key(bytes("a")), ..RangeRequest::default() });
+    let compare = Compare {
+        range: KeyRange::key(bytes("a")),
+        result: CompareResult::Equal,
+        target: CompareTarget::Value(bytes("1")),
+    };
+    let reads = TxnRequest {
+        compare: vec![compare.clone()],
+        success: vec![read_a.clone(), nested(vec![read_a.clone()], vec![])],
+        failure: vec![],
+    };
+    let revision = store.current_revision();
+    let answered = store.read_txn(&reads).expect("reads").expect("only reads");
+    assert!(answered.succeeded);
+    assert_eq!(store.current_revision(), revision);
+    let (written, events) = store.txn(&reads).expect("the write path answers the same");
+    assert_eq!(answered, written);
+    assert!(events.is_empty());
+    let writes_when_nested = TxnRequest {
+        compare: vec![compare],
+        success: vec![nested(vec![], vec![put_op("c")])],
+        failure: vec![],
+    };
+    assert_eq!(store.read_txn(&writes_when_nested).expect("no error"), None);
+}

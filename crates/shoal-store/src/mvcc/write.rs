@@ -163,7 +163,7 @@ impl<'a> Writer<'a> {
 /// Whether the latest state satisfies `compare`, with etcd v3.4's rules: over a range, every
 /// present key must satisfy it; if no key is present, a zeroed `KeyValue` stands in, except that
 /// a value compare then fails (a missing value is not the empty value).
-fn compare_holds(store: &Mvcc, compare: &Compare) -> bool {
+pub(super) fn compare_holds(store: &Mvcc, compare: &Compare) -> bool {
     let mut present = store.histories_in(&compare.range).filter_map(latest_live).peekable();
     if present.peek().is_none() {
         let is_value = matches!(compare.target, CompareTarget::Value(_));
