@@ -6,7 +6,7 @@ use shoal_store::mvcc::Revision;
 
 use crate::api::{Api, Call, Query, Reply, TABLE_CONTENT_TYPE};
 use crate::error::ApiError;
-use crate::objects::{ListRequest, ReadAt, not_found};
+use crate::objects::{ListPage, ListRequest, ReadAt, not_found};
 use crate::resource::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::table;
@@ -27,54 +27,38 @@ pub async fn get(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
 pub async fn list(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     let target = &call.target;
     let filter = Filter::from_query(target.resource, &call.query)?;
-    let read = read_at(&call.query, true)?;
-    if filter.is_everything() && !call.wants_table() {
-        return list_raw(api, call, read).await;
-    }
     let matches = |object: &Value| filter.matches(object);
     let request = ListRequest {
         resource: target.resource,
         namespace: target.namespace,
-        read,
+        read: read_at(&call.query, true)?,
         limit: call.query.limit,
         continue_token: call.query.continue_token.as_deref(),
         filter: &matches,
     };
-    let page = api.objects.list(&request).await?;
     if call.wants_table() {
+        let page = api.objects.list(&request).await?;
         let continue_token = page.continue_token.as_deref();
         return Ok(table_reply(target.resource, &page.items, page.revision, continue_token, &call.query));
     }
-    let mut metadata = json!({"resourceVersion": page.revision.to_string()});
-    if let Some(token) = page.continue_token {
-        metadata["continue"] = Value::String(token);
-    }
-    Ok(Reply::ok(json!({
-        "kind": format!("{}List", target.resource.kind),
-        "apiVersion": target.resource.api_version(),
-        "metadata": metadata,
-        "items": page.items,
-    })))
+    // Without selectors the objects' stored bytes go out unparsed.
+    let page = if filter.is_everything() {
+        api.objects.list_raw(&request).await?
+    } else {
+        let page = api.objects.list(&request).await?;
+        let items = page.items.iter().map(|item| serde_json::to_vec(item).expect("JSON values serialize"));
+        ListPage { items: items.collect(), revision: page.revision, continue_token: page.continue_token }
+    };
+    Ok(Reply::Raw(list_response(target.resource, page)))
 }
 
-/// A list without selectors in JSON: the objects' stored bytes go out unparsed.
-async fn list_raw(api: &Api, call: &Call<'_>, read: ReadAt) -> Result<Reply, ApiError> {
-    let target = &call.target;
-    let everything = |_: &Value| true;
-    let request = ListRequest {
-        resource: target.resource,
-        namespace: target.namespace,
-        read,
-        limit: call.query.limit,
-        continue_token: call.query.continue_token.as_deref(),
-        filter: &everything,
-    };
-    let page = api.objects.list_raw(&request).await?;
+/// A `<Kind>List` response whose items are JSON documents already.
+fn list_response(resource: &ResourceType, page: ListPage<Vec<u8>>) -> http::Response<crate::server::Body> {
     let mut metadata = json!({"resourceVersion": page.revision.to_string()});
     if let Some(token) = page.continue_token {
         metadata["continue"] = Value::String(token);
     }
-    let head = json!({"kind": format!("{}List", target.resource.kind), "apiVersion": target.resource.api_version(), "metadata": metadata});
+    let head = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata});
     let head = serde_json::to_vec(&head).expect("JSON values serialize");
     let size = head.len() + page.items.iter().map(|item| item.len() + 1).sum::<usize>() + 16;
     let mut body = Vec::with_capacity(size);
@@ -87,12 +71,11 @@ async fn list_raw(api: &Api, call: &Call<'_>, read: ReadAt) -> Result<Reply, Api
         body.extend_from_slice(item);
     }
     body.extend_from_slice(b"]}");
-    let response = http::Response::builder()
+    http::Response::builder()
         .status(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, crate::api::JSON)
         .body(crate::server::full(body))
-        .expect("a response with valid headers builds");
-    Ok(Reply::Raw(response))
+        .expect("a response with valid headers builds")
 }
 
 /// The label and field selectors of a list or watch.

@@ -15,6 +15,8 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
 use serde_json::Value;
 
+use crate::validation::{self, go_quote};
+
 /// A label selector: requirements that must all hold. No requirement selects everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelSelector {
@@ -750,122 +752,18 @@ fn is_label_symbol(byte: u8) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Label key and value rules (apimachinery `IsQualifiedName` and `IsValidLabelValue`, 1.33).
-
-/// Upstream's limits on a label key's name part and a label value, in bytes.
-const LABEL_NAME_MAX_BYTES: usize = 63;
-/// Upstream's limit on a label key's prefix, a DNS subdomain, in bytes.
-const DNS_SUBDOMAIN_MAX_BYTES: usize = 253;
-
-const QUALIFIED_NAME_RULE: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must \
-    start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used \
-    for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
-const DNS_SUBDOMAIN_RULE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
-    characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', \
-    regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-const LABEL_VALUE_RULE: &str = "a valid label must be an empty string or consist of alphanumeric \
-    characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  \
-    or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+// Label key and value rules: upstream's `IsQualifiedName` and `IsValidLabelValue`, which
+// `validation` implements for object metadata too.
 
 /// What is wrong with a label key (`[prefix/]name`), upstream's messages joined by "; ".
 fn label_key_problems(key: &str) -> Option<String> {
-    let mut problems = Vec::new();
-    let name = match key.split('/').collect::<Vec<_>>().as_slice() {
-        [name] => *name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                problems.push("prefix part must be non-empty".to_owned());
-            } else {
-                if prefix.len() > DNS_SUBDOMAIN_MAX_BYTES {
-                    problems.push(format!(
-                        "prefix part must be no more than {DNS_SUBDOMAIN_MAX_BYTES} characters"
-                    ));
-                }
-                if !is_dns_subdomain(prefix) {
-                    problems.push(format!("prefix part {DNS_SUBDOMAIN_RULE}"));
-                }
-            }
-            *name
-        }
-        _ => {
-            return Some(format!(
-                "a qualified name {QUALIFIED_NAME_RULE} with an optional DNS subdomain prefix and '/' (e.g. \
-                 'example.com/MyName')"
-            ));
-        }
-    };
-    if name.is_empty() {
-        problems.push("name part must be non-empty".to_owned());
-    } else if name.len() > LABEL_NAME_MAX_BYTES {
-        problems.push(format!("name part must be no more than {LABEL_NAME_MAX_BYTES} characters"));
-    }
-    if !is_qualified_name_part(name) {
-        problems.push(format!("name part {QUALIFIED_NAME_RULE}"));
-    }
+    let problems = validation::is_qualified_name(key);
     (!problems.is_empty()).then(|| problems.join("; "))
 }
 
 fn label_value_problems(value: &str) -> Option<String> {
-    let mut problems = Vec::new();
-    if value.len() > LABEL_NAME_MAX_BYTES {
-        problems.push(format!("must be no more than {LABEL_NAME_MAX_BYTES} characters"));
-    }
-    if !value.is_empty() && !is_qualified_name_part(value) {
-        problems.push(LABEL_VALUE_RULE.to_owned());
-    }
+    let problems = validation::is_label_value(value);
     (!problems.is_empty()).then(|| problems.join("; "))
-}
-
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
-fn is_qualified_name_part(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else { return false };
-    first.is_ascii_alphanumeric()
-        && last.is_ascii_alphanumeric()
-        && bytes.iter().all(|&byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
-}
-
-/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*`
-fn is_dns_subdomain(text: &str) -> bool {
-    let lower_alphanumeric = |byte: &u8| byte.is_ascii_lowercase() || byte.is_ascii_digit();
-    text.split('.').all(|label| {
-        let bytes = label.as_bytes();
-        let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else { return false };
-        lower_alphanumeric(first)
-            && lower_alphanumeric(last)
-            && bytes.iter().all(|byte| lower_alphanumeric(byte) || *byte == b'-')
-    })
-}
-
-/// A string as Go's `%q` prints it. Non-ASCII characters count as printable unless they are
-/// control or whitespace characters, a close approximation of Go's `unicode.IsPrint`.
-fn go_quote(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for character in text.chars() {
-        match character {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\u{7}' => quoted.push_str("\\a"),
-            '\u{8}' => quoted.push_str("\\b"),
-            '\u{c}' => quoted.push_str("\\f"),
-            '\n' => quoted.push_str("\\n"),
-            '\r' => quoted.push_str("\\r"),
-            '\t' => quoted.push_str("\\t"),
-            '\u{b}' => quoted.push_str("\\v"),
-            ' ' => quoted.push(' '),
-            _ if character < ' ' || character == '\u{7f}' => {
-                quoted.push_str(&format!("\\x{:02x}", u32::from(character)));
-            }
-            _ if !character.is_control() && !character.is_whitespace() => quoted.push(character),
-            _ if u32::from(character) < 0x10000 => {
-                quoted.push_str(&format!("\\u{:04x}", u32::from(character)))
-            }
-            _ => quoted.push_str(&format!("\\U{:08x}", u32::from(character))),
-        }
-    }
-    quoted.push('"');
-    quoted
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1180,6 +1078,17 @@ fn escape_value(value: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    // Upstream's rule texts, as the expected messages quote them.
+    const QUALIFIED_NAME_RULE: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must \
+        start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used \
+        for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+    const DNS_SUBDOMAIN_RULE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
+        characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', \
+        regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+    const LABEL_VALUE_RULE: &str = "a valid label must be an empty string or consist of alphanumeric \
+        characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  \
+        or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()

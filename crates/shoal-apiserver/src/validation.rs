@@ -343,21 +343,31 @@ impl Errors {
     }
 }
 
-/// Go's `strconv.Quote`.
-fn go_quote(text: &str) -> String {
+/// A string as Go's `%q` prints it. Non-ASCII characters count as printable unless they are
+/// control or whitespace characters, a close approximation of Go's `unicode.IsPrint`.
+pub(crate) fn go_quote(text: &str) -> String {
     let mut quoted = String::with_capacity(text.len() + 2);
     quoted.push('"');
     for character in text.chars() {
         match character {
             '"' => quoted.push_str("\\\""),
             '\\' => quoted.push_str("\\\\"),
+            '\u{7}' => quoted.push_str("\\a"),
+            '\u{8}' => quoted.push_str("\\b"),
+            '\u{c}' => quoted.push_str("\\f"),
             '\n' => quoted.push_str("\\n"),
-            '\t' => quoted.push_str("\\t"),
             '\r' => quoted.push_str("\\r"),
-            c if c.is_control() => {
-                let _ = write!(quoted, "\\x{:02x}", u32::from(c));
+            '\t' => quoted.push_str("\\t"),
+            '\u{b}' => quoted.push_str("\\v"),
+            ' ' => quoted.push(' '),
+            _ if character < ' ' || character == '\u{7f}' => {
+                quoted.push_str(&format!("\\x{:02x}", u32::from(character)));
             }
-            c => quoted.push(c),
+            _ if !character.is_control() && !character.is_whitespace() => quoted.push(character),
+            _ if u32::from(character) < 0x10000 => {
+                quoted.push_str(&format!("\\u{:04x}", u32::from(character)))
+            }
+            _ => quoted.push_str(&format!("\\U{:08x}", u32::from(character))),
         }
     }
     quoted.push('"');
@@ -637,7 +647,7 @@ fn is_dns1035_label(value: &str) -> Vec<String> {
 }
 
 /// Upstream's `IsQualifiedName`: label keys, annotation keys, finalizers and more.
-fn is_qualified_name(value: &str) -> Vec<String> {
+pub(crate) fn is_qualified_name(value: &str) -> Vec<String> {
     let mut messages = Vec::new();
     let parts: Vec<&str> = value.split('/').collect();
     let name = match parts.as_slice() {
@@ -673,7 +683,7 @@ fn is_qualified_name(value: &str) -> Vec<String> {
     messages
 }
 
-fn is_label_value(value: &str) -> Vec<String> {
+pub(crate) fn is_label_value(value: &str) -> Vec<String> {
     let mut messages = Vec::new();
     if value.len() > LABEL_VALUE_MAX_LENGTH {
         messages.push(max_length_error(LABEL_VALUE_MAX_LENGTH));
@@ -1255,21 +1265,13 @@ fn selector_is_empty(selector: &Value) -> bool {
     string_map(selector, "matchLabels").is_empty() && list(selector, "matchExpressions").is_empty()
 }
 
+/// Whether `selector` (a metav1.LabelSelector) selects `labels`; one it cannot parse selects
+/// nothing (its own errors are reported by `label_selector`).
 fn selector_matches(selector: &Value, labels: &BTreeMap<&str, &str>) -> bool {
-    let labels_match =
-        string_map(selector, "matchLabels").iter().all(|(key, value)| labels.get(key) == Some(value));
-    labels_match
-        && list(selector, "matchExpressions").iter().all(|requirement| {
-            let values = strings(requirement, "values");
-            let actual = labels.get(text(requirement, "key"));
-            match text(requirement, "operator") {
-                "In" => actual.is_some_and(|actual| values.contains(actual)),
-                "NotIn" => actual.is_none_or(|actual| !values.contains(actual)),
-                "Exists" => actual.is_some(),
-                "DoesNotExist" => actual.is_none(),
-                _ => false,
-            }
-        })
+    let Ok(selector) = serde_json::from_value(selector.clone()) else { return false };
+    let Ok(selector) = crate::selectors::LabelSelector::from_api(&selector) else { return false };
+    let labels = labels.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
+    selector.matches(&labels)
 }
 
 // ---- Pods and pod templates: core validation's ValidatePodSpec and what it calls ----

@@ -25,26 +25,40 @@ const POD_GRACE_PERIOD_SECONDS_DEFAULT: i64 = 30;
 
 pub async fn create(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     let resource = call.target.resource;
-    let mut warnings = Vec::new();
     let mut object = admit::body_object(call)?;
     admit::check_type(resource, &mut object)?;
     admit::check_namespace(resource, &mut object, call.target.namespace)?;
     admit::generate_name(&mut object);
+    create_checked(api, call, object, Ownership::Update).await
+}
+
+/// The common end of create and of server-side apply creating: decoding, server-set fields,
+/// defaults, validation, ownership, the namespace check, then the store (201).
+async fn create_checked(
+    api: &Api,
+    call: &Call<'_>,
+    object: Value,
+    ownership: Ownership,
+) -> Result<Reply, ApiError> {
+    let resource = call.target.resource;
+    let mut warnings = Vec::new();
     let validation = FieldValidation::from_call(call)?;
     let mut object = admit::normalize(resource, object, validation, &mut warnings)?;
     admit::prepare_create(resource, &mut object);
     admit::default_and_validate(resource, &mut object, None)?;
     admit::finish_create(resource, &mut object);
-    let manager = field_manager(call)?;
-    let (api_version, now) = (resource.api_version(), meta::now_rfc3339());
-    (resource.codec.record_update)(None, &mut object, &manager, &api_version, &now, None);
-    let name = meta::name(&object).to_owned();
+    if ownership == Ownership::Update {
+        let manager = field_manager(call)?;
+        let (api_version, now) = (resource.api_version(), meta::now_rfc3339());
+        (resource.codec.record_update)(None, &mut object, &manager, &api_version, &now, None);
+    }
     if resource.namespaced {
         check_namespace_open(api, meta::namespace(&object)).await?;
     }
     if call.query.dry_run {
         return Ok(with_warnings(Reply::with_code(StatusCode::CREATED, object), warnings));
     }
+    let name = meta::name(&object).to_owned();
     let stored = store_new(api, resource, call.target.namespace, &name, &object).await?;
     Ok(with_warnings(Reply::with_code(StatusCode::CREATED, stored.object), warnings))
 }
@@ -57,12 +71,7 @@ pub async fn update(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     let mut object = admit::body_object(call)?;
     admit::check_type(resource, &mut object)?;
     admit::check_namespace(resource, &mut object, target.namespace)?;
-    let body_name = meta::name(&object);
-    if body_name != name {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({body_name}) does not match the name on the URL ({name})"
-        )));
-    }
+    check_name(&object, name)?;
     let validation = FieldValidation::from_call(call)?;
     let object = admit::normalize(resource, object, validation, &mut warnings)?;
     let current = read_current(api, resource, target.namespace, name).await?;
@@ -239,26 +248,19 @@ async fn apply_create(api: &Api, call: &Call<'_>, applied: Value) -> Result<Repl
     let mut object = server_side_apply(call, None, &applied)?;
     admit::check_type(resource, &mut object)?;
     admit::check_namespace(resource, &mut object, call.target.namespace)?;
-    let name = call.target.name.expect("apply has a name");
-    if meta::name(&object) != name {
+    check_name(&object, call.target.name.expect("apply has a name"))?;
+    create_checked(api, call, object, Ownership::Recorded).await
+}
+
+/// The object's name must be the one in the URL.
+fn check_name(object: &Value, name: &str) -> Result<(), ApiError> {
+    let body_name = meta::name(object);
+    if body_name != name {
         return Err(ApiError::bad_request(format!(
-            "the name of the object ({}) does not match the name on the URL ({name})",
-            meta::name(&object)
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
         )));
     }
-    let mut warnings = Vec::new();
-    let mut object = admit::normalize(resource, object, FieldValidation::from_call(call)?, &mut warnings)?;
-    admit::prepare_create(resource, &mut object);
-    admit::default_and_validate(resource, &mut object, None)?;
-    admit::finish_create(resource, &mut object);
-    if resource.namespaced {
-        check_namespace_open(api, meta::namespace(&object)).await?;
-    }
-    if call.query.dry_run {
-        return Ok(with_warnings(Reply::with_code(StatusCode::CREATED, object), warnings));
-    }
-    let stored = store_new(api, resource, call.target.namespace, name, &object).await?;
-    Ok(with_warnings(Reply::with_code(StatusCode::CREATED, stored.object), warnings))
+    Ok(())
 }
 
 /// Stores a new object, allocating a Service's ClusterIP and NodePorts in the same

@@ -409,20 +409,9 @@ async fn bad_input_is_refused_clearly_and_the_cluster_keeps_working() {
 // ---------------------------------------------------------------------------------------
 // helpers
 
-/// The etcdctl executable, or `None` after saying why the test skips; with
-/// `SHOAL_REQUIRE_TOOLS=1` a missing etcdctl fails the test instead.
+/// The etcdctl executable, or `None` after saying why the test skips.
 fn etcdctl_or_skip(test: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("etcdctl"))
-        .find(|path| path.is_file());
-    if found.is_none() {
-        let reason = "etcdctl is not on PATH (Debian: apt-get install etcd-client)";
-        assert!(std::env::var("SHOAL_REQUIRE_TOOLS").as_deref() != Ok("1"), "{test}: {reason}");
-        eprintln!("skipping {test}: {reason}");
-    }
-    found
+    common::tool_or_skip("etcdctl", "Debian: apt-get install etcd-client", test)
 }
 
 /// etcdctl with the connection flags of some members of a cluster.

@@ -1149,20 +1149,9 @@ async fn assert_not_found(kubectl: &Kubectl, resource: &str, name: &str, qualifi
 // ---------------------------------------------------------------------------------------
 // helpers
 
-/// The kubectl executable, or `None` after saying why the test skips; with
-/// `SHOAL_REQUIRE_TOOLS=1` a missing kubectl fails the test instead.
+/// The kubectl executable, or `None` after saying why the test skips.
 fn kubectl_or_skip(test: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("kubectl"))
-        .find(|path| path.is_file());
-    if found.is_none() {
-        let reason = "kubectl is not on PATH (https://kubernetes.io/docs/tasks/tools/)";
-        assert!(std::env::var("SHOAL_REQUIRE_TOOLS").as_deref() != Ok("1"), "{test}: {reason}");
-        eprintln!("skipping {test}: {reason}");
-    }
-    found
+    common::tool_or_skip("kubectl", "https://kubernetes.io/docs/tasks/tools/", test)
 }
 
 /// kubectl as one user of one member's API, with a discovery cache of its own.

@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "each suite uses a part of it")]
 
 use std::ops::{Deref, DerefMut};
+use std::path::PathBuf;
 
 use shoal::local_cluster::{LocalCluster, LocalClusterConfig};
 use tempfile::TempDir;
@@ -68,4 +69,21 @@ impl Drop for TestCluster {
             }
         }
     }
+}
+
+/// The executable `name` from PATH, or `None` after saying why `test` skips; with
+/// `SHOAL_REQUIRE_TOOLS=1` (CI) a missing tool fails the test instead. `install` says how to
+/// get it.
+pub fn tool_or_skip(name: &str, install: &str, test: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file());
+    if found.is_none() {
+        let reason = format!("{name} is not on PATH ({install})");
+        assert!(std::env::var("SHOAL_REQUIRE_TOOLS").as_deref() != Ok("1"), "{test}: {reason}");
+        eprintln!("skipping {test}: {reason}");
+    }
+    found
 }
