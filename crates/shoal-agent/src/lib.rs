@@ -1,2 +1,4 @@
 //! shoal's node agent, its kubelet: registers a Node, renews the node's Lease, and runs the
 //! pods bound to it through a [`runtime::Runtime`].
+
+pub mod runtime;

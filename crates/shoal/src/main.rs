@@ -18,6 +18,9 @@ enum Command {
     Up(up::UpArgs),
     /// Read or change the fault plan of a running member's peer transport.
     Faults(faults::FaultsArgs),
+    /// The process runtime's per-container shim (started by `shoal agent`, not by people).
+    #[command(hide = true)]
+    Shim { container_dir: std::path::PathBuf },
     /// Measure shoal beside its anchors.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -42,12 +45,17 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if let Command::Shim { container_dir } = &cli.command {
+        // Before any runtime starts: the shim builds its own single-threaded one.
+        std::process::exit(shoal_agent::runtime::process::shim::main(container_dir));
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(*args).await,
             Command::Up(args) => up::run(args).await,
             Command::Faults(args) => faults::run(args).await,
+            Command::Shim { .. } => unreachable!("the shim ran above"),
             Command::Bench(BenchCommand::Store(args)) => bench::run(args).await,
             Command::Bench(BenchCommand::Api(args)) => bench::api::run(args).await,
         }

@@ -7,7 +7,10 @@ use std::path::Path;
 /// Which shoal crates each crate may depend on (normal and build dependencies). Dev-only
 /// dependencies are not checked against it: they never ship.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("shoal", &["shoal-agent", "shoal-apiserver", "shoal-controllers", "shoal-store", "shoal-pki", "shoal-chaos"]),
+    (
+        "shoal",
+        &["shoal-agent", "shoal-apiserver", "shoal-controllers", "shoal-store", "shoal-pki", "shoal-chaos"],
+    ),
     ("shoal-controllers", &[]),
     ("shoal-agent", &["shoal-pki"]),
     ("shoal-apiserver", &["shoal-store", "shoal-pki"]),
