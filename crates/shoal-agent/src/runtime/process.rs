@@ -135,6 +135,24 @@ pub struct ShimState {
     pub started_at: SystemTime,
 }
 
+impl ShimSpec {
+    /// `program args` as the container runs: its environment and working directory only, stdin
+    /// closed, output piped, in a process group of its own.
+    pub fn command(&self, program: &str, args: &[String]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .env_clear()
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
+            .current_dir(&self.working_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        command
+    }
+}
+
 impl ProcessRuntime {
     pub fn new(config: ProcessRuntimeConfig) -> Result<Self, RuntimeError> {
         assert!(!config.shim.is_empty(), "the shim command names a program");
@@ -406,17 +424,8 @@ impl Runtime for ProcessRuntime {
         let Some((program, args)) = argv.split_first() else {
             return Err(RuntimeError::InvalidContainer { message: "exec needs a command".into() });
         };
-        let mut command = tokio::process::Command::new(program);
-        command
-            .args(args)
-            .env_clear()
-            .envs(spec.env.iter().map(|(name, value)| (name, value)))
-            .current_dir(&spec.working_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+        let mut command = spec.command(program, args);
+        command.kill_on_drop(true);
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(error) => {

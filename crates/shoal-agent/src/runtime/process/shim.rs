@@ -10,7 +10,6 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -57,16 +56,7 @@ async fn run(dir: &Path) -> Result<(), String> {
     let log = Arc::new(Mutex::new(log));
 
     let (program, args) = spec.argv.split_first().ok_or("spec.json has no program")?;
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(name, value)| (name, value)))
-        .current_dir(&spec.working_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    let mut command = spec.command(program, args);
     let started_at = SystemTime::now();
     let mut child = match command.spawn() {
         Ok(child) => child,
