@@ -1,4 +1,6 @@
 //! shoal's node agent, its kubelet: registers a Node, renews the node's Lease, and runs the
 //! pods bound to it through a [`runtime::Runtime`].
 
+pub mod lifecycle;
+pub mod probe;
 pub mod runtime;
