@@ -2,5 +2,6 @@
 //! pods bound to it through a [`runtime::Runtime`].
 
 pub mod lifecycle;
+pub mod pod_env;
 pub mod probe;
 pub mod runtime;
