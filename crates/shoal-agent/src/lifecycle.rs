@@ -9,7 +9,7 @@
 //! like any exited container. A pod being deleted has every container stopped, then is done.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
@@ -52,6 +52,10 @@ pub struct ContainerRecord {
     pub waiting: Option<(String, String)>,
     /// The delay before the next restart; zero until the first restart.
     pub backoff_delay: Duration,
+    /// The delay the current exited run waits out before it restarts.
+    pub restart_delay: Duration,
+    /// When the current run started, by the wall clock.
+    pub started_at: Option<SystemTime>,
     /// No start before this.
     pub not_before: Option<Instant>,
     /// A failed liveness or startup probe asked for the current run to be killed.
@@ -83,6 +87,7 @@ impl ContainerRecord {
         if now.duration_since(since) >= policy.reset_after {
             self.backoff_delay = Duration::ZERO;
         }
+        self.restart_delay = self.backoff_delay;
         self.not_before = Some(now + self.backoff_delay);
         self.backoff_delay = if self.backoff_delay.is_zero() {
             policy.initial
@@ -96,11 +101,12 @@ impl ContainerRecord {
     }
 
     /// Records that a new run started.
-    pub fn started_run(&mut self, id: ContainerId, now: Instant) {
+    pub fn started_run(&mut self, id: ContainerId, now: Instant, started_at: SystemTime) {
         if let Some(Run::Exited { exit, .. }) = self.run.take() {
             self.previous_exit = Some(exit);
         }
         self.run = Some(Run::Running { id, since: now });
+        self.started_at = Some(started_at);
         self.attempts += 1;
         self.waiting = None;
         self.ready = false;
@@ -255,7 +261,6 @@ fn restarts(policy: &str, exit: Option<&Exit>) -> bool {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::PodSpec;
-    use std::time::SystemTime;
 
     fn pod(policy: &str, init: &[&str], containers: &[&str]) -> Pod {
         let container = |name: &&str| Container { name: (*name).into(), ..Container::default() };
@@ -283,7 +288,7 @@ mod tests {
 
     fn running(name: &str, now: Instant) -> ContainerRecord {
         let mut record = ContainerRecord::default();
-        record.started_run(ContainerId::new("uid", name, 0), now);
+        record.started_run(ContainerId::new("uid", name, 0), now, SystemTime::now());
         record
     }
 
@@ -354,7 +359,7 @@ mod tests {
         let mut record = ContainerRecord::default();
         let mut delays = Vec::new();
         for _ in 0..5 {
-            record.started_run(ContainerId::new("uid", "main", record.attempts), now);
+            record.started_run(ContainerId::new("uid", "main", record.attempts), now, SystemTime::now());
             record.exited(exit(1), now, &policy);
             let not_before = record.not_before.expect("a restart time");
             delays.push(not_before.duration_since(now).as_secs());
@@ -369,7 +374,7 @@ mod tests {
             assert_eq!(plan(&pod, &records, now).actions, [start("main", false)]);
         }
         assert_eq!(delays, [0, 10, 20, 40, 40]);
-        record.started_run(ContainerId::new("uid", "main", record.attempts), now);
+        record.started_run(ContainerId::new("uid", "main", record.attempts), now, SystemTime::now());
         now += policy.reset_after;
         record.exited(exit(1), now, &policy);
         assert_eq!(record.not_before, Some(now), "a long run resets the back-off");

@@ -201,7 +201,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// Resolves when the container has exited.
     fn wait_container(&self, id: &ContainerId) -> impl Future<Output = Result<Exit, RuntimeError>> + Send;
 
-    /// Forgets an exited container (its log is kept until the sandbox is removed).
+    /// Forgets an exited container and its log.
     fn remove_container(&self, id: &ContainerId) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Every container the runtime holds, running or exited.

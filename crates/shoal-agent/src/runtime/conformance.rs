@@ -75,6 +75,7 @@ pub async fn exit_codes_and_logs<R: Runtime>(runtime: &R) {
     assert!(listed.iter().any(|info| info.id == id && matches!(info.state, ContainerState::Exited(_))));
     runtime.remove_container(&id).await.expect("removes");
     assert!(!runtime.list_containers().await.expect("lists").iter().any(|info| info.id == id));
+    assert_eq!(log_text(runtime, &sandbox, "main"), "", "the log went with its container");
     runtime.remove_sandbox(&sandbox.config.pod_uid).await.expect("removes the sandbox");
 }
 

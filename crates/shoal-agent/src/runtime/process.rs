@@ -389,6 +389,11 @@ impl Runtime for ProcessRuntime {
             });
         }
         self.reap(id);
+        if let Some(spec) = read_json::<ShimSpec>(&self.container_dir(id).join("spec.json")) {
+            for file in super::log_file::log_files(&spec.log_path) {
+                let _ = std::fs::remove_file(file);
+            }
+        }
         remove_dir(&self.container_dir(id))
     }
 

@@ -1,0 +1,223 @@
+//! A pod's status as the agent reports it, computed from the spec, the containers' records and
+//! the plan: phase, conditions, and each container's state, last state, restart count and
+//! readiness, in Kubernetes' words.
+
+use std::net::Ipv4Addr;
+use std::time::SystemTime;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState as K8sState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::lifecycle::{ContainerRecord, Plan, Records, Run};
+use crate::runtime::Exit;
+
+/// What the status is computed from besides the pod and its records.
+#[derive(Debug, Clone)]
+pub struct StatusFacts<'a> {
+    pub plan: &'a Plan,
+    pub pod_ip: Option<Ipv4Addr>,
+    pub host_ip: &'a str,
+    /// When the agent first took the pod on.
+    pub start_time: SystemTime,
+    pub now: SystemTime,
+    /// The runtime's scheme for container ids: `<scheme>://<id>`.
+    pub runtime_scheme: &'a str,
+}
+
+pub fn time(at: SystemTime) -> Time {
+    Time(jiff::Timestamp::try_from(at).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+}
+
+/// The pod's status.
+pub fn pod_status(pod: &Pod, records: &Records, facts: &StatusFacts<'_>) -> PodStatus {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let init_containers = spec.init_containers.unwrap_or_default();
+    let containers = spec.containers;
+    let previous = pod.status.as_ref();
+    let initialized = init_containers.iter().all(|container| {
+        records.get(&container.name).and_then(ContainerRecord::exit).is_some_and(|exit| exit.exit_code == 0)
+    });
+    let status_of = |container: &Container, init: bool| {
+        container_status(container, records.get(&container.name), init, initialized, facts)
+    };
+    let init_statuses: Vec<ContainerStatus> =
+        init_containers.iter().map(|container| status_of(container, true)).collect();
+    let statuses: Vec<ContainerStatus> =
+        containers.iter().map(|container| status_of(container, false)).collect();
+
+    let phase = phase(&containers, records, facts.plan, initialized);
+    let unready: Vec<&str> =
+        statuses.iter().filter(|status| !status.ready).map(|status| status.name.as_str()).collect();
+    let incomplete: Vec<&str> = init_containers
+        .iter()
+        .filter(|container| {
+            !records
+                .get(&container.name)
+                .and_then(ContainerRecord::exit)
+                .is_some_and(|exit| exit.exit_code == 0)
+        })
+        .map(|container| container.name.as_str())
+        .collect();
+    let finished = matches!(phase, "Succeeded" | "Failed");
+    let ready_condition = |kind: &str| {
+        if finished {
+            condition(kind, false, Some("PodCompleted"), None)
+        } else if unready.is_empty() {
+            condition(kind, true, None, None)
+        } else {
+            let message = format!("containers with unready status: [{}]", unready.join(" "));
+            condition(kind, false, Some("ContainersNotReady"), Some(message))
+        }
+    };
+    let mut conditions = vec![
+        condition("PodReadyToStartContainers", facts.pod_ip.is_some(), None, None),
+        if incomplete.is_empty() {
+            condition("Initialized", true, None, None)
+        } else {
+            let message = format!("containers with incomplete status: [{}]", incomplete.join(" "));
+            condition("Initialized", false, Some("ContainersNotInitialized"), Some(message))
+        },
+        ready_condition("Ready"),
+        ready_condition("ContainersReady"),
+    ];
+    // Conditions others own (PodScheduled, readiness gates) stay as they are.
+    let ours: Vec<String> = conditions.iter().map(|condition| condition.type_.clone()).collect();
+    let theirs = previous.and_then(|status| status.conditions.clone()).unwrap_or_default();
+    conditions.extend(theirs.iter().filter(|condition| !ours.contains(&condition.type_)).cloned());
+    for condition in &mut conditions {
+        let earlier = theirs.iter().find(|old| old.type_ == condition.type_);
+        condition.last_transition_time = match earlier {
+            Some(old) if old.status == condition.status => old.last_transition_time.clone(),
+            _ => Some(time(facts.now)),
+        };
+    }
+
+    PodStatus {
+        phase: Some(phase.into()),
+        conditions: Some(conditions),
+        host_ip: Some(facts.host_ip.into()),
+        host_ips: Some(vec![HostIP { ip: facts.host_ip.into() }]),
+        pod_ip: facts.pod_ip.map(|ip| ip.to_string()),
+        pod_ips: facts.pod_ip.map(|ip| vec![PodIP { ip: ip.to_string() }]),
+        start_time: Some(time(facts.start_time)),
+        init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
+        container_statuses: Some(statuses),
+        qos_class: previous.and_then(|status| status.qos_class.clone()),
+        ..PodStatus::default()
+    }
+}
+
+/// Kubernetes' phase: Pending until a container runs, Running while any runs or will run
+/// again, then Succeeded if every container exited 0, else Failed.
+fn phase(containers: &[Container], records: &Records, plan: &Plan, initialized: bool) -> &'static str {
+    if plan.finished {
+        let all_succeeded = initialized
+            && containers.iter().all(|container| {
+                records
+                    .get(&container.name)
+                    .and_then(ContainerRecord::exit)
+                    .is_some_and(|exit| exit.exit_code == 0)
+            });
+        return if all_succeeded { "Succeeded" } else { "Failed" };
+    }
+    let has_run =
+        containers.iter().any(|container| records.get(&container.name).is_some_and(|r| r.run.is_some()));
+    if initialized && has_run { "Running" } else { "Pending" }
+}
+
+fn condition(kind: &str, status: bool, reason: Option<&str>, message: Option<String>) -> PodCondition {
+    PodCondition {
+        type_: kind.into(),
+        status: if status { "True" } else { "False" }.into(),
+        reason: reason.map(str::to_owned),
+        message,
+        ..PodCondition::default()
+    }
+}
+
+fn container_status(
+    container: &Container,
+    record: Option<&ContainerRecord>,
+    init: bool,
+    initialized: bool,
+    facts: &StatusFacts<'_>,
+) -> ContainerStatus {
+    let waiting = |reason: &str, message: Option<String>| K8sState {
+        waiting: Some(ContainerStateWaiting { reason: Some(reason.into()), message }),
+        ..K8sState::default()
+    };
+    let terminated = |exit: &Exit, id: Option<String>| K8sState {
+        terminated: Some(terminated(exit, id)),
+        ..K8sState::default()
+    };
+    let container_id = |id: &crate::runtime::ContainerId| format!("{}://{id}", facts.runtime_scheme);
+    let default_waiting = if !init && !initialized { "PodInitializing" } else { "ContainerCreating" };
+    let (state, last_state, id) = match record.and_then(|record| record.run.as_ref()) {
+        None => {
+            let state = match record.and_then(|record| record.waiting.clone()) {
+                Some((reason, message)) => waiting(&reason, Some(message)),
+                None => waiting(default_waiting, None),
+            };
+            (
+                state,
+                record.and_then(|record| record.previous_exit.as_ref()).map(|exit| terminated(exit, None)),
+                None,
+            )
+        }
+        Some(Run::Running { id, .. }) => {
+            let record = record.expect("a run has a record");
+            let started_at = record.started_at;
+            let state = K8sState {
+                running: Some(ContainerStateRunning {
+                    started_at: Some(time(started_at.unwrap_or(facts.now))),
+                }),
+                ..K8sState::default()
+            };
+            let last = record.previous_exit.as_ref().map(|exit| terminated(exit, None));
+            (state, last, Some(container_id(id)))
+        }
+        Some(Run::Exited { id, exit, .. }) => {
+            let record = record.expect("a run has a record");
+            if facts.plan.backing_off.contains(&container.name) {
+                let message = format!(
+                    "back-off {}s restarting failed container={}",
+                    record.restart_delay.as_secs(),
+                    container.name
+                );
+                let state = waiting("CrashLoopBackOff", Some(message));
+                (state, Some(terminated(exit, Some(container_id(id)))), Some(container_id(id)))
+            } else {
+                let last = record.previous_exit.as_ref().map(|exit| terminated(exit, None));
+                (terminated(exit, Some(container_id(id))), last, Some(container_id(id)))
+            }
+        }
+    };
+    let running = record.is_some_and(ContainerRecord::is_running);
+    ContainerStatus {
+        name: container.name.clone(),
+        image: container.image.clone().unwrap_or_default(),
+        image_id: String::new(),
+        container_id: id,
+        restart_count: record.map_or(0, |record| record.attempts.saturating_sub(1) as i32),
+        ready: running && record.is_some_and(|record| record.ready),
+        started: Some(running && record.is_some_and(|record| record.started)),
+        state: Some(state),
+        last_state: Some(last_state.unwrap_or_default()),
+        ..ContainerStatus::default()
+    }
+}
+
+fn terminated(exit: &Exit, container_id: Option<String>) -> ContainerStateTerminated {
+    ContainerStateTerminated {
+        exit_code: exit.exit_code,
+        signal: exit.signal,
+        reason: exit.reason.clone(),
+        message: exit.message.clone(),
+        started_at: exit.started_at.map(time),
+        finished_at: Some(time(exit.finished_at)),
+        container_id,
+    }
+}
