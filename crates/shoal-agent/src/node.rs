@@ -43,7 +43,7 @@ impl Capacity {
     }
 
     pub fn resources(&self) -> BTreeMap<String, Quantity> {
-        let cpu = if self.cpu_millis % 1000 == 0 {
+        let cpu = if self.cpu_millis.is_multiple_of(1000) {
             (self.cpu_millis / 1000).to_string()
         } else {
             format!("{}m", self.cpu_millis)

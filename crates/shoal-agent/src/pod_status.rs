@@ -37,9 +37,7 @@ pub fn pod_status(pod: &Pod, records: &Records, facts: &StatusFacts<'_>) -> PodS
     let init_containers = spec.init_containers.unwrap_or_default();
     let containers = spec.containers;
     let previous = pod.status.as_ref();
-    let initialized = init_containers.iter().all(|container| {
-        records.get(&container.name).and_then(ContainerRecord::exit).is_some_and(|exit| exit.exit_code == 0)
-    });
+    let initialized = init_containers.iter().all(|container| succeeded(records.get(&container.name)));
     let status_of = |container: &Container, init: bool| {
         container_status(container, records.get(&container.name), init, initialized, facts)
     };
@@ -126,6 +124,11 @@ fn phase(containers: &[Container], records: &Records, plan: &Plan, initialized: 
     let has_run =
         containers.iter().any(|container| records.get(&container.name).is_some_and(|r| r.run.is_some()));
     if initialized && has_run { "Running" } else { "Pending" }
+}
+
+/// Whether a container's current run exited 0.
+fn succeeded(record: Option<&ContainerRecord>) -> bool {
+    record.and_then(ContainerRecord::exit).is_some_and(|exit| exit.exit_code == 0)
 }
 
 fn condition(kind: &str, status: bool, reason: Option<&str>, message: Option<String>) -> PodCondition {
