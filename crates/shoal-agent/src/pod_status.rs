@@ -51,12 +51,7 @@ pub fn pod_status(pod: &Pod, records: &Records, facts: &StatusFacts<'_>) -> PodS
         statuses.iter().filter(|status| !status.ready).map(|status| status.name.as_str()).collect();
     let incomplete: Vec<&str> = init_containers
         .iter()
-        .filter(|container| {
-            !records
-                .get(&container.name)
-                .and_then(ContainerRecord::exit)
-                .is_some_and(|exit| exit.exit_code == 0)
-        })
+        .filter(|container| !succeeded(records.get(&container.name)))
         .map(|container| container.name.as_str())
         .collect();
     let finished = matches!(phase, "Succeeded" | "Failed");
