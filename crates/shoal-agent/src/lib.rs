@@ -11,3 +11,4 @@ pub mod pod_env;
 pub mod pod_status;
 pub mod probe;
 pub mod runtime;
+pub mod volumes;
