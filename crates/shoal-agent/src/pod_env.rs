@@ -16,7 +16,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ObjectFieldSelector, Pod, ResourceFieldSelector, Secret, Service,
+    ConfigMap, Container, EnvFromSource, EnvVarSource, ObjectFieldSelector, Pod, ResourceFieldSelector,
+    Secret, Service,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -38,9 +39,9 @@ const NANOS_PER_UNIT: i128 = 1_000_000_000;
 /// - answers for the pod's namespace only: `name` is never qualified;
 /// - returns `None` only when the object does not exist (kubelet tells "not found" apart from
 ///   "could not fetch"; an agent that could not fetch must not call [`container_env`] or
-///   `prepare_volumes`, since an optional object would then be silently left out);
-/// - returns the same object for the same name within one call of [`container_env`] or
-///   `prepare_volumes`.
+///   [`prepare_volumes`](crate::volumes::prepare_volumes), since an optional object would
+///   then be silently left out);
+/// - returns the same object for the same name within one call of either.
 pub trait ConfigSource {
     fn config_map(&self, name: &str) -> Option<&ConfigMap>;
     fn secret(&self, name: &str) -> Option<&Secret>;
@@ -161,32 +162,10 @@ pub fn container_env(
     let mut skipped = Vec::new();
 
     for env_from in container.env_from.iter().flatten() {
-        let prefix = env_from.prefix.as_deref().unwrap_or_default();
-        let (kind, name, pairs) = if let Some(reference) = &env_from.config_map_ref {
-            let Some(config_map) = source.config_map(&reference.name) else {
-                if reference.optional == Some(true) {
-                    continue;
-                }
-                return Err(EnvError::ConfigMapNotFound { name: reference.name.clone() });
-            };
-            let pairs: Vec<(&str, String)> =
-                config_map.data.iter().flatten().map(|(key, value)| (key.as_str(), value.clone())).collect();
-            (EnvFromKind::ConfigMap, &reference.name, pairs)
-        } else if let Some(reference) = &env_from.secret_ref {
-            let Some(secret) = source.secret(&reference.name) else {
-                if reference.optional == Some(true) {
-                    continue;
-                }
-                return Err(EnvError::SecretNotFound { name: reference.name.clone() });
-            };
-            let mut pairs = Vec::new();
-            for (key, value) in secret.data.iter().flatten() {
-                pairs.push((key.as_str(), secret_text(namespace, &reference.name, key, &value.0)?));
-            }
-            (EnvFromKind::Secret, &reference.name, pairs)
-        } else {
+        let Some(EnvFromData { kind, name, pairs }) = env_from_pairs(source, namespace, env_from)? else {
             continue;
         };
+        let prefix = env_from.prefix.as_deref().unwrap_or_default();
         let mut invalid = Vec::new();
         for (key, value) in pairs {
             let variable = format!("{prefix}{key}");
@@ -198,12 +177,8 @@ pub fn container_env(
         }
         if !invalid.is_empty() {
             invalid.sort();
-            skipped.push(SkippedKeys {
-                kind,
-                namespace: namespace.to_owned(),
-                name: name.clone(),
-                keys: invalid,
-            });
+            let name = name.to_owned();
+            skipped.push(SkippedKeys { kind, namespace: namespace.to_owned(), name, keys: invalid });
         }
     }
 
@@ -213,19 +188,8 @@ pub fn container_env(
                 expand_with(text, |name| env.get(name).or_else(|| lookup(&service_variables, name)))
             }
             (_, Some(value_from)) => {
-                let value = if let Some(selector) = &value_from.field_ref {
-                    Some(field_value(pod, facts, selector)?)
-                } else if let Some(selector) = &value_from.resource_field_ref {
-                    Some(resource_value(pod, Some(container), facts, selector)?)
-                } else if let Some(selector) = &value_from.config_map_key_ref {
-                    config_map_key(source, namespace, &selector.name, &selector.key, selector.optional)?
-                } else if let Some(selector) = &value_from.secret_key_ref {
-                    secret_key(source, namespace, &selector.name, &selector.key, selector.optional)?
-                } else {
-                    Some(String::new())
-                };
                 // An optional source that is absent leaves the variable undefined.
-                let Some(value) = value else { continue };
+                let Some(value) = source_value(pod, container, facts, source, value_from)? else { continue };
                 value
             }
             _ => String::new(),
@@ -236,6 +200,69 @@ pub fn container_env(
     let OrderedEnv { mut variables, index } = env;
     variables.extend(service_variables.into_iter().filter(|(name, _)| !index.contains_key(name)));
     Ok(ContainerEnv { variables, skipped })
+}
+
+/// The pairs of one `envFrom` object, keys without the prefix.
+struct EnvFromData<'s> {
+    kind: EnvFromKind,
+    name: &'s str,
+    pairs: Vec<(&'s str, String)>,
+}
+
+/// The key-value pairs of an `envFrom` source with its kind and name; `None` for an absent
+/// optional object (or a source of neither kind).
+fn env_from_pairs<'s>(
+    source: &'s impl ConfigSource,
+    namespace: &str,
+    env_from: &'s EnvFromSource,
+) -> Result<Option<EnvFromData<'s>>, EnvError> {
+    if let Some(reference) = &env_from.config_map_ref {
+        let Some(config_map) = source.config_map(&reference.name) else {
+            if reference.optional == Some(true) {
+                return Ok(None);
+            }
+            return Err(EnvError::ConfigMapNotFound { name: reference.name.clone() });
+        };
+        let data = config_map.data.iter().flatten();
+        let pairs = data.map(|(key, value)| (key.as_str(), value.clone())).collect();
+        Ok(Some(EnvFromData { kind: EnvFromKind::ConfigMap, name: &reference.name, pairs }))
+    } else if let Some(reference) = &env_from.secret_ref {
+        let Some(secret) = source.secret(&reference.name) else {
+            if reference.optional == Some(true) {
+                return Ok(None);
+            }
+            return Err(EnvError::SecretNotFound { name: reference.name.clone() });
+        };
+        let mut pairs = Vec::new();
+        for (key, value) in secret.data.iter().flatten() {
+            pairs.push((key.as_str(), secret_text(namespace, &reference.name, key, &value.0)?));
+        }
+        Ok(Some(EnvFromData { kind: EnvFromKind::Secret, name: &reference.name, pairs }))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The value of an env var's `valueFrom`; `None` when an optional object or key is absent.
+fn source_value(
+    pod: &Pod,
+    container: &Container,
+    facts: &PodFacts,
+    source: &impl ConfigSource,
+    value_from: &EnvVarSource,
+) -> Result<Option<String>, EnvError> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    if let Some(selector) = &value_from.field_ref {
+        Ok(Some(field_value(pod, facts, selector)?))
+    } else if let Some(selector) = &value_from.resource_field_ref {
+        Ok(Some(resource_value(pod, Some(container), facts, selector)?))
+    } else if let Some(selector) = &value_from.config_map_key_ref {
+        config_map_key(source, namespace, &selector.name, &selector.key, selector.optional)
+    } else if let Some(selector) = &value_from.secret_key_ref {
+        secret_key(source, namespace, &selector.name, &selector.key, selector.optional)
+    } else {
+        Ok(Some(String::new()))
+    }
 }
 
 /// `text` with each `$(NAME)` replaced by the value of `NAME` in `env` (the last definition
