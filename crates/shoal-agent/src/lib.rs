@@ -1,6 +1,7 @@
 //! shoal's node agent, its kubelet: registers a Node, renews the node's Lease, and runs the
 //! pods bound to it through a [`runtime::Runtime`].
 
+pub mod agent;
 pub mod events;
 pub mod kubelet_server;
 pub mod lease;
@@ -9,6 +10,7 @@ pub mod logs;
 pub mod node;
 pub mod pod_env;
 pub mod pod_status;
+pub mod pod_worker;
 pub mod probe;
 pub mod runtime;
 pub mod volumes;

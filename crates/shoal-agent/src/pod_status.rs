@@ -219,3 +219,114 @@ fn terminated(exit: &Exit, container_id: Option<String>) -> ContainerStateTermin
         container_id,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::{BackoffPolicy, ContainerRecord, Plan, Records, plan};
+    use crate::runtime::{ContainerId, Exit};
+    use std::time::Instant;
+
+    fn pod(policy: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "uid": "u"},
+            "spec": {"restartPolicy": policy, "containers": [{"name": "main", "image": "host"}]},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "True"}], "qosClass": "BestEffort"}
+        }))
+        .unwrap()
+    }
+
+    fn exit(code: i32) -> Exit {
+        Exit {
+            started_at: None,
+            finished_at: SystemTime::UNIX_EPOCH,
+            exit_code: code,
+            signal: None,
+            reason: Some("Error".into()),
+            message: None,
+        }
+    }
+
+    fn status_of(pod: &Pod, records: &Records, plan: &Plan) -> PodStatus {
+        let facts = StatusFacts {
+            plan,
+            pod_ip: Some(Ipv4Addr::new(127, 1, 1, 2)),
+            host_ip: "127.0.0.1",
+            start_time: SystemTime::UNIX_EPOCH,
+            now: SystemTime::UNIX_EPOCH,
+            runtime_scheme: "shoal-process",
+        };
+        pod_status(pod, records, &facts)
+    }
+
+    fn condition_status(status: &PodStatus, kind: &str) -> String {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == kind)
+            .map(|c| c.status.clone())
+            .unwrap_or_default()
+    }
+
+    // A pod goes Pending → Running (ready) → CrashLoopBackOff with the last exit as lastState,
+    // keeping the scheduler's condition and the server's QoS class throughout.
+    #[test]
+    fn running_then_crash_loop() {
+        let pod = pod("Always");
+        let now = Instant::now();
+        let mut records = Records::new();
+        let pending = status_of(&pod, &records, &plan(&pod, &records, now));
+        assert_eq!(pending.phase.as_deref(), Some("Pending"));
+        let waiting = pending.container_statuses.as_ref().unwrap()[0].state.clone().unwrap().waiting.unwrap();
+        assert_eq!(waiting.reason.as_deref(), Some("ContainerCreating"));
+
+        let mut record = ContainerRecord::default();
+        record.started_run(ContainerId::new("u", "main", 0), now, SystemTime::UNIX_EPOCH);
+        record.ready = true;
+        record.started = true;
+        records.insert("main".into(), record.clone());
+        let running = status_of(&pod, &records, &plan(&pod, &records, now));
+        assert_eq!(running.phase.as_deref(), Some("Running"));
+        assert_eq!(condition_status(&running, "Ready"), "True");
+        assert_eq!(condition_status(&running, "PodScheduled"), "True");
+        assert_eq!(running.qos_class.as_deref(), Some("BestEffort"));
+        let main = &running.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(main.container_id.as_deref(), Some("shoal-process://u/main.0"));
+
+        // Crashed twice: the second restart waits out a back-off.
+        let policy = BackoffPolicy::default();
+        record.exited(exit(1), now, &policy);
+        record.started_run(ContainerId::new("u", "main", 1), now, SystemTime::UNIX_EPOCH);
+        record.exited(exit(2), now, &policy);
+        records.insert("main".into(), record);
+        let looping = status_of(&pod, &records, &plan(&pod, &records, now));
+        assert_eq!(looping.phase.as_deref(), Some("Running"));
+        assert_eq!(condition_status(&looping, "Ready"), "False");
+        let main = &looping.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(main.restart_count, 1);
+        let waiting = main.state.clone().unwrap().waiting.unwrap();
+        assert_eq!(waiting.reason.as_deref(), Some("CrashLoopBackOff"));
+        assert_eq!(waiting.message.as_deref(), Some("back-off 10s restarting failed container=main"));
+        assert_eq!(main.last_state.clone().unwrap().terminated.unwrap().exit_code, 2);
+    }
+
+    // Under Never a pod whose container exited is Succeeded or Failed by its exit code, and not
+    // Ready.
+    #[test]
+    fn terminal_phases() {
+        for (code, phase) in [(0, "Succeeded"), (5, "Failed")] {
+            let pod = pod("Never");
+            let now = Instant::now();
+            let mut record = ContainerRecord::default();
+            record.started_run(ContainerId::new("u", "main", 0), now, SystemTime::UNIX_EPOCH);
+            record.exited(exit(code), now, &BackoffPolicy::default());
+            let records = Records::from([("main".to_owned(), record)]);
+            let status = status_of(&pod, &records, &plan(&pod, &records, now));
+            assert_eq!(status.phase.as_deref(), Some(phase));
+            assert_eq!(condition_status(&status, "Ready"), "False");
+            let terminated = status.container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+            assert_eq!(terminated.exit_code, code);
+        }
+    }
+}

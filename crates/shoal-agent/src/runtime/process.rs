@@ -513,6 +513,29 @@ impl ProcessRuntime {
     }
 }
 
+/// SIGKILLs every container a process runtime over `state_dir` runs, and their shims, without
+/// recording anything: for tearing down a whole local cluster, not for stopping pods.
+pub fn kill_all(state_dir: &Path) {
+    let pods = state_dir.join("pods");
+    for pod_uid in read_dir_names(&pods).unwrap_or_default() {
+        let containers = pods.join(&pod_uid).join("containers");
+        for container in read_dir_names(&containers).unwrap_or_default() {
+            let Some(state) = read_json::<ShimState>(&containers.join(container).join("state.json")) else {
+                continue;
+            };
+            if process_start_ticks(state.shim_pid) != Some(state.shim_start_ticks) {
+                continue; // Long gone; the ids may be someone else's now.
+            }
+            if let Some(shim) = Pid::from_raw(state.shim_pid) {
+                let _ = rustix::process::kill_process(shim, Signal::KILL);
+            }
+            if let Some(group) = Pid::from_raw(state.pid) {
+                let _ = rustix::process::kill_process_group(group, Signal::KILL);
+            }
+        }
+    }
+}
+
 /// The environment a container gets: its own, plus `PATH` and `HOME` where it sets none.
 fn container_env(config: &ContainerConfig, root: &Path) -> Vec<(String, String)> {
     let mut env = config.env.clone();
