@@ -13,7 +13,7 @@ use rustls::pki_types::CertificateDer;
 
 use crate::der::{self, CertificateView};
 use crate::files::{self, CERT_FILE_MODE, KEY_FILE_MODE};
-use crate::{PkiError, peer_identity};
+use crate::{P256PublicKey, PkiError, peer_identity};
 
 /// File name of the CA certificate inside a CA directory.
 pub const CA_CERT_FILE: &str = "ca.crt";
@@ -150,23 +150,45 @@ impl ClusterCa {
 
     /// [`issue`](Self::issue) with the clock reading passed in.
     pub fn issue_at(&self, request: &IssueRequest, now: SystemTime) -> Result<IssuedCert, PkiError> {
-        if request.common_name.is_empty() {
-            return Err(PkiError::EmptyCommonName);
-        }
-        if !(1..=ISSUED_VALIDITY_DAYS_MAX).contains(&request.validity_days) {
-            return Err(PkiError::ValidityOutOfRange {
-                validity_days: request.validity_days,
-                max_days: ISSUED_VALIDITY_DAYS_MAX,
-            });
-        }
+        check_request(request)?;
         let key = generate_key()?;
+        let cert_pem = self.certify(request, &key, now)?;
+        Ok(IssuedCert { cert_pem, key_pem: key.serialize_pem() })
+    }
+
+    /// Issues a certificate, PEM encoded, for a key whose private half stays with its owner
+    /// (a joining node's), valid from now.
+    pub fn issue_for_key(
+        &self,
+        request: &IssueRequest,
+        public_key: &P256PublicKey,
+    ) -> Result<String, PkiError> {
+        self.issue_for_key_at(request, public_key, SystemTime::now())
+    }
+
+    /// [`issue_for_key`](Self::issue_for_key) with the clock reading passed in.
+    pub fn issue_for_key_at(
+        &self,
+        request: &IssueRequest,
+        public_key: &P256PublicKey,
+        now: SystemTime,
+    ) -> Result<String, PkiError> {
+        check_request(request)?;
+        self.certify(request, public_key, now)
+    }
+
+    /// The certificate for `public_key` that `request` describes, PEM encoded.
+    fn certify(
+        &self,
+        request: &IssueRequest,
+        public_key: &impl PublicKeyData,
+        now: SystemTime,
+    ) -> Result<String, PkiError> {
         let params = leaf_params(request, now)?;
-        let draft = params.signed_by(&key, &self.issuer).map_err(|source| PkiError::Generate { source })?;
+        let draft =
+            params.signed_by(public_key, &self.issuer).map_err(|source| PkiError::Generate { source })?;
         let cert_der = self.sign_with_names(draft.der(), &subject_name(request))?;
-        Ok(IssuedCert {
-            cert_pem: files::encode_pem(PEM_LABEL_CERTIFICATE, &cert_der),
-            key_pem: key.serialize_pem(),
-        })
+        Ok(files::encode_pem(PEM_LABEL_CERTIFICATE, &cert_der))
     }
 
     /// Turns rcgen's draft, whose names are placeholders, into the certificate to hand out:
@@ -245,6 +267,20 @@ impl Usage {
             Usage::Both => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
         }
     }
+}
+
+/// Refuses requests no certificate should be issued for.
+fn check_request(request: &IssueRequest) -> Result<(), PkiError> {
+    if request.common_name.is_empty() {
+        return Err(PkiError::EmptyCommonName);
+    }
+    if !(1..=ISSUED_VALIDITY_DAYS_MAX).contains(&request.validity_days) {
+        return Err(PkiError::ValidityOutOfRange {
+            validity_days: request.validity_days,
+            max_days: ISSUED_VALIDITY_DAYS_MAX,
+        });
+    }
+    Ok(())
 }
 
 fn generate_key() -> Result<KeyPair, PkiError> {

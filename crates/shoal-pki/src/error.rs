@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::P256_POINT_BYTES;
+
 /// Everything that can go wrong generating, loading or using cluster certificates.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -58,6 +60,20 @@ pub enum PkiError {
         #[source]
         source: rustls::server::VerifierBuilderError,
     },
+    #[error("the certificate in {path} is not a valid credential from its CA")]
+    CredentialRejected {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error(
+        "a public key must be an uncompressed P-256 point of {P256_POINT_BYTES} bytes starting with 0x04, not {length} bytes"
+    )]
+    PublicKeyShape { length: usize },
+    #[error("the public key is not a point on the P-256 curve")]
+    PublicKeyNotOnCurve,
+    #[error("the system's random number generator failed")]
+    Random,
     #[error("rustls rejected the TLS configuration")]
     Rustls {
         #[source]

@@ -93,12 +93,12 @@ pub fn client_config(files: &TlsFiles) -> Result<ClientConfig, PkiError> {
 }
 
 /// The ring provider, passed explicitly so no process-wide default is needed or consulted.
-fn ring_provider() -> Arc<CryptoProvider> {
+pub(crate) fn ring_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// A trust store holding every certificate in `path`.
-fn read_roots(path: &Path) -> Result<RootCertStore, PkiError> {
+pub(crate) fn read_roots(path: &Path) -> Result<RootCertStore, PkiError> {
     let mut roots = RootCertStore::empty();
     for certificate in files::read_certificates(path)? {
         roots.add(certificate).map_err(|source| PkiError::TrustAnchor { path: path.to_owned(), source })?;
