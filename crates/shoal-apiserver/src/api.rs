@@ -1,5 +1,8 @@
 //! One API request, end to end: authenticate, route, authorize, read the body, dispatch to the
 //! verb, and turn any `ApiError` into a `Status` response.
+//!
+//! Besides the Kubernetes paths, the API serves joining (`join`): the CA certificate to anyone,
+//! before authentication, and node credentials to bootstrap tokens.
 
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::auth::{self, Attributes, TokenAuthenticator, User};
+use crate::bootstrap_token::{self, BootstrapToken};
 use crate::discovery;
 use crate::error::ApiError;
 use crate::objects::ObjectStore;
@@ -33,6 +37,10 @@ pub struct Api {
     tokens: TokenAuthenticator,
     pub(crate) watch_slots: Arc<Semaphore>,
     pub(crate) service_cidr: crate::allocator::ServiceCidr,
+    /// The CA certificate served at `/shoal/v1/ca`; that path is not served without it.
+    pub(crate) cluster_ca_pem: Option<String>,
+    /// The cluster CA with its key, which signs node credentials; joins get 503 without it.
+    pub(crate) signer: Option<Arc<shoal_pki::ClusterCa>>,
 }
 
 /// The query parameters the API understands.
@@ -150,7 +158,21 @@ impl Api {
         tokens: TokenAuthenticator,
         service_cidr: crate::allocator::ServiceCidr,
     ) -> Self {
-        Self { objects, tokens, watch_slots: Arc::new(Semaphore::new(WATCHES_MAX)), service_cidr }
+        Self {
+            objects,
+            tokens,
+            watch_slots: Arc::new(Semaphore::new(WATCHES_MAX)),
+            service_cidr,
+            cluster_ca_pem: None,
+            signer: None,
+        }
+    }
+
+    /// Serves `ca_pem` at `/shoal/v1/ca` and, with a `signer`, issues node credentials.
+    pub fn with_cluster_ca(mut self, ca_pem: String, signer: Option<Arc<shoal_pki::ClusterCa>>) -> Self {
+        self.cluster_ca_pem = Some(ca_pem);
+        self.signer = signer;
+        self
     }
 
     /// Creates `default`, `kube-system`, `kube-public` and `kube-node-lease` if they are missing,
@@ -198,26 +220,87 @@ impl Api {
         body: UnsyncBoxBody<Bytes, std::io::Error>,
         certificate_user: Option<User>,
     ) -> Result<Reply, ApiError> {
-        let user = self.authenticate(&parts.headers, certificate_user)?;
-        let path = parts.uri.path();
-        let route = route::parse(path).ok_or(ApiError::NoSuchPath)?;
+        let route = route::parse(parts.uri.path());
+        // The one unauthenticated path: a joining node pins the CA by hash before it trusts it.
+        if route == Some(Route::ClusterCa) {
+            return crate::join::cluster_ca(self, &parts.method);
+        }
+        let user = self.authenticate(&parts.headers, certificate_user).await?;
+        let route = route.ok_or(ApiError::NoSuchPath)?;
         let accept = parts.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
         let target = match route {
             Route::Resource(target) => target,
+            Route::Join => return self.join(&parts.method, &user, body).await,
             other => return non_resource(other, accept, &parts.method),
         };
         let query = Query::parse(parts.uri.query().unwrap_or(""))?;
-        let body = read_body(body).await?;
+        let body = read_body(body, REQUEST_BODY_BYTES_MAX).await?;
         let call = Call { method: parts.method.clone(), target, query, headers: &parts.headers, user, body };
         self.authorize(&call).await?;
         crate::dispatch::dispatch(self, call).await
     }
 
-    fn authenticate(&self, headers: &HeaderMap, certificate_user: Option<User>) -> Result<User, ApiError> {
-        match headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()) {
-            Some(authorization) => self.tokens.authenticate(authorization).ok_or(ApiError::Unauthorized),
-            None => certificate_user.ok_or(ApiError::Unauthorized),
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        certificate_user: Option<User>,
+    ) -> Result<User, ApiError> {
+        let Some(authorization) = headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()) else {
+            return certificate_user.ok_or(ApiError::Unauthorized);
+        };
+        if let Some(user) = self.tokens.authenticate(authorization) {
+            return Ok(user);
         }
+        match BootstrapToken::from_authorization(authorization) {
+            Some(token) => self.authenticate_bootstrap(&token).await,
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+
+    /// Checks a bootstrap token against its Secret, read linearizably: a token works on every
+    /// server as soon as it is created, and stops working everywhere once it is deleted.
+    async fn authenticate_bootstrap(&self, token: &BootstrapToken) -> Result<User, ApiError> {
+        let secrets = crate::resource::find("", "v1", "secrets").expect("Secrets are a served resource");
+        let stored = self
+            .objects
+            .get(
+                secrets,
+                Some(bootstrap_token::NAMESPACE),
+                &token.secret_name(),
+                crate::objects::ReadAt::Latest,
+            )
+            .await?;
+        let Some(stored) = stored else {
+            tracing::debug!(token_id = token.id(), "refused a bootstrap token: no such token");
+            return Err(ApiError::Unauthorized);
+        };
+        bootstrap_token::authenticate(token, &stored.object, jiff::Timestamp::now()).map_err(|rejection| {
+            tracing::debug!(token_id = token.id(), %rejection, "refused a bootstrap token");
+            ApiError::Unauthorized
+        })
+    }
+
+    /// `POST /shoal/v1/join`, authorized before its body is read.
+    async fn join(
+        &self,
+        method: &Method,
+        user: &User,
+        body: UnsyncBoxBody<Bytes, std::io::Error>,
+    ) -> Result<Reply, ApiError> {
+        if method != Method::POST {
+            return Err(ApiError::MethodNotAllowed { message: format!("{method} is not supported here") });
+        }
+        if !auth::may_join(user) {
+            return Err(ApiError::Forbidden {
+                message: format!(
+                    "forbidden: User \"{}\" cannot create path \"{}\"",
+                    user.name,
+                    crate::join::JOIN_PATH
+                ),
+            });
+        }
+        let body = read_body(body, crate::join::JOIN_BODY_BYTES_MAX).await?;
+        crate::join::join(self, user, &body)
     }
 
     async fn authorize(&self, call: &Call<'_>) -> Result<(), ApiError> {
@@ -284,7 +367,9 @@ fn non_resource(route: Route<'_>, accept: &str, method: &Method) -> Result<Reply
         Route::OpenApiGroupVersion { group, version } => {
             Reply::ok(crate::openapi::group_version(group, version).ok_or(ApiError::NoSuchPath)?)
         }
-        Route::Resource(_) => unreachable!("resource routes are dispatched by the caller"),
+        Route::Resource(_) | Route::Join | Route::ClusterCa => {
+            unreachable!("resource and join routes are dispatched by the caller")
+        }
     };
     Ok(reply)
 }
@@ -299,12 +384,15 @@ fn aggregated(core: bool) -> Reply {
     }
 }
 
-async fn read_body(body: UnsyncBoxBody<Bytes, std::io::Error>) -> Result<Bytes, ApiError> {
-    let limited = http_body_util::Limited::new(body, REQUEST_BODY_BYTES_MAX);
+async fn read_body(
+    body: UnsyncBoxBody<Bytes, std::io::Error>,
+    limit_bytes: usize,
+) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, limit_bytes);
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::RequestTooLarge { limit_bytes: REQUEST_BODY_BYTES_MAX })
+            Err(ApiError::RequestTooLarge { limit_bytes })
         }
         Err(error) => Err(ApiError::bad_request(format!("reading the request body failed: {error}"))),
     }

@@ -1,14 +1,17 @@
 //! Who is asking (authentication) and whether they may (authorization).
 //!
 //! Users are authenticated by a client certificate the cluster CA issued (`CN` is the user,
-//! `O`s the groups, as in Kubernetes) or by a bearer token from the server's token file
-//! (Kubernetes' static token file format: `token,user,uid,"group1,group2"`). Nobody is
-//! anonymous. Authorization denies by default and allows by role:
+//! `O`s the groups, as in Kubernetes), by a bearer token from the server's token file
+//! (Kubernetes' static token file format: `token,user,uid,"group1,group2"`), or by a bootstrap
+//! token (`bootstrap_token`). Nobody is anonymous; the one public path, the CA certificate at
+//! `/shoal/v1/ca`, is served before authentication. Authorization denies by default and
+//! allows by role:
 //! - `system:masters`: everything;
 //! - `shoal:viewers`: get, list and watch of everything but Secrets;
 //! - `system:nodes` with user `system:node:<name>`: reads what an agent needs, writes only its
 //!   own Node and node Lease, status of pods bound to it, and Events (the caller passes the
 //!   object so the pod's node can be checked);
+//! - `system:bootstrappers` (bootstrap tokens): joining (`may_join`), and nothing else;
 //! - every authenticated user: discovery, version, OpenAPI, and access reviews of itself.
 
 use std::collections::HashMap;
@@ -20,6 +23,8 @@ pub const MASTERS_GROUP: &str = "system:masters";
 pub const VIEWERS_GROUP: &str = "shoal:viewers";
 pub const NODES_GROUP: &str = "system:nodes";
 pub const NODE_USER_PREFIX: &str = "system:node:";
+/// The group of every bootstrap token's user.
+pub const BOOTSTRAPPERS_GROUP: &str = "system:bootstrappers";
 /// A token file larger than this is refused rather than read.
 const TOKEN_FILE_BYTES_MAX: u64 = 4 << 20;
 
@@ -139,6 +144,12 @@ pub fn authorize(user: &User, attributes: &Attributes<'_>) -> bool {
     }
 }
 
+/// Whether `user` may ask for a node credential (`POST /shoal/v1/join`): bootstrap tokens
+/// exist for this, and administrators may do anything.
+pub fn may_join(user: &User) -> bool {
+    user.in_group(BOOTSTRAPPERS_GROUP) || user.in_group(MASTERS_GROUP)
+}
+
 /// The node role: an agent reads what it needs and writes only what is its own.
 fn authorize_node(node: &str, attributes: &Attributes<'_>) -> bool {
     let reading = READ_VERBS.contains(&attributes.verb);
@@ -219,6 +230,28 @@ mod tests {
         check(&stranger, "create", "selfsubjectaccessreviews", "", "", None, true);
         // A user claiming the node prefix without the group is not a node.
         check(&user("system:node:n1", &[]), "update", "nodes", "", "n1", None, false);
+    }
+
+    // A bootstrap token may join and see discovery, and is refused every resource verb, on
+    // every kind a node or a viewer could touch; no one else but an admin may join.
+    #[test]
+    fn bootstrappers_may_only_join() {
+        let bootstrapper = user("system:bootstrap:abcdef", &[BOOTSTRAPPERS_GROUP]);
+        assert!(may_join(&bootstrapper));
+        assert!(may_join(&user("admin", &[MASTERS_GROUP])));
+        assert!(!may_join(&user("system:node:n1", &[NODES_GROUP])));
+        assert!(!may_join(&user("bob", &[VIEWERS_GROUP])));
+        assert!(!may_join(&user("system:bootstrap:abcdef", &[])));
+        check(&bootstrapper, "get", "", "", "", None, true);
+        let pod = serde_json::json!({"spec": {"nodeName": "system:bootstrap:abcdef"}});
+        for resource in
+            ["nodes", "leases", "pods", "events", "secrets", "configmaps", "namespaces", "services"]
+        {
+            for verb in ["get", "list", "watch", "create", "update", "patch", "delete"] {
+                check(&bootstrapper, verb, resource, "", "abcdef", Some(&pod), false);
+                check(&bootstrapper, verb, resource, "status", "system:bootstrap:abcdef", None, false);
+            }
+        }
     }
 
     // The static token file format, with and without groups; malformed lines are errors.

@@ -3,17 +3,20 @@
 //! A request flows `server` (TLS, identity) → `api` (authentication, routing, authorization,
 //! body limits, errors as `Status`) → `dispatch` → the verb's module (`read`, `write`,
 //! `watch`, `review`), which runs writes through `admit` (decoding, defaulting, validation)
-//! and reaches the store only through `objects`. `resource` is the table of served types that
+//! and reaches the store only through `objects`. `join` issues node credentials for
+//! bootstrap tokens (`bootstrap_token`) and serves the CA certificate. `resource` is the table of served types that
 //! discovery, routing and OpenAPI are computed from.
 
 pub mod admit;
 pub mod allocator;
 pub mod api;
 pub mod auth;
+pub mod bootstrap_token;
 pub mod defaults;
 pub mod discovery;
 pub mod dispatch;
 pub mod error;
+pub mod join;
 pub mod managed_fields;
 pub mod meta;
 pub mod objects;

@@ -31,6 +31,10 @@ pub enum Route<'a> {
         group: &'a str,
         version: &'a str,
     },
+    /// `/shoal/v1/join`: a node's credential for its public key (`join`).
+    Join,
+    /// `/shoal/v1/ca`: the cluster CA certificate, served to anyone.
+    ClusterCa,
     /// A resource collection or object, possibly a subresource of one.
     Resource(ResourceTarget<'a>),
 }
@@ -59,6 +63,8 @@ pub fn parse(path: &str) -> Option<Route<'_>> {
         ["apis"] => Some(Route::Groups),
         ["apis", group] => Some(Route::Group { group }),
         ["openapi", "v3"] => Some(Route::OpenApiIndex),
+        ["shoal", "v1", "join"] => Some(Route::Join),
+        ["shoal", "v1", "ca"] => Some(Route::ClusterCa),
         ["openapi", "v3", "api", version] => Some(Route::OpenApiGroupVersion { group: "", version }),
         ["openapi", "v3", "apis", group, version] => Some(Route::OpenApiGroupVersion { group, version }),
         ["api", version] => served_group_version("", version),
@@ -159,6 +165,9 @@ mod tests {
             parse("/openapi/v3/apis/apps/v1"),
             Some(Route::OpenApiGroupVersion { group: "apps", version: "v1" })
         );
+        assert_eq!(parse("/shoal/v1/join"), Some(Route::Join));
+        assert_eq!(parse("/shoal/v1/ca"), Some(Route::ClusterCa));
+        assert_eq!(parse("/shoal/v1"), None);
         assert_eq!(parse("/nope"), None);
     }
 }

@@ -42,6 +42,9 @@ pub struct ApiServerConfig {
     pub encryption_key_file: PathBuf,
     /// Where Service ClusterIPs come from.
     pub service_cidr: crate::allocator::ServiceCidr,
+    /// The cluster CA with its key, to sign node credentials at `POST /shoal/v1/join`;
+    /// without it joins get 503. The CA certificate (`tls.ca`) is served either way.
+    pub signer: Option<Arc<shoal_pki::ClusterCa>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,12 @@ pub enum ApiStartError {
     Tokens(#[from] crate::auth::TokenFileError),
     #[error(transparent)]
     Encryption(#[from] crate::secret_box::SecretBoxError),
+    #[error("reading the CA certificate {path}")]
+    CaCertificate {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running API server.
@@ -84,7 +93,11 @@ pub async fn start(config: ApiServerConfig, store: Store) -> Result<RunningApiSe
         None => TokenAuthenticator::default(),
     };
     let secret_box = SecretBox::load_or_generate(&config.encryption_key_file)?;
-    let api = Arc::new(Api::new(ObjectStore::new(store, secret_box), tokens, config.service_cidr));
+    let ca_pem = read_ca_pem(&config.tls.ca)?;
+    let api = Arc::new(
+        Api::new(ObjectStore::new(store, secret_box), tokens, config.service_cidr)
+            .with_cluster_ca(ca_pem, config.signer.clone()),
+    );
     api.ensure_system_namespaces();
     let listener = TcpListener::bind(config.listen)
         .await
@@ -166,6 +179,16 @@ async fn serve_connection<S>(
         }
         _ = stopped.changed() => {}
     }
+}
+
+/// The CA certificate file's text, read up to the size a PEM file may have.
+fn read_ca_pem(path: &std::path::Path) -> Result<String, ApiStartError> {
+    use std::io::Read as _;
+    let error = |source| ApiStartError::CaCertificate { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(error)?;
+    let mut text = String::new();
+    file.take(shoal_pki::PEM_FILE_BYTES_MAX).read_to_string(&mut text).map_err(error)?;
+    Ok(text)
 }
 
 /// A whole body.

@@ -611,7 +611,7 @@ fn is_dns1123_label(value: &str) -> Vec<String> {
     messages
 }
 
-fn is_dns1123_subdomain(value: &str) -> Vec<String> {
+pub(crate) fn is_dns1123_subdomain(value: &str) -> Vec<String> {
     let mut messages = Vec::new();
     if value.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
         messages.push(max_length_error(DNS1123_SUBDOMAIN_MAX_LENGTH));

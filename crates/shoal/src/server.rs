@@ -134,6 +134,8 @@ fn config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, shoal_apiserver::A
         token_file: Some(pki_dir.join(crate::certs::TOKEN_FILE)),
         encryption_key_file: pki_dir.join(crate::certs::ENCRYPTION_KEY_FILE),
         service_cidr: args.service_cidr,
+        // Every server of a cluster holds the CA key (`ensure_ca` loads it), so any can sign.
+        signer: Some(std::sync::Arc::new(ca)),
     };
     let tls =
         (!args.insecure_plaintext).then_some(TlsFiles { ca: files.ca, cert: files.cert, key: files.key });
