@@ -1,7 +1,7 @@
 //! The `shoal` binary: one executable for every role. Wiring only; the work lives in the crates.
 
 use clap::{Parser, Subcommand};
-use shoal::{bench, faults, server, up};
+use shoal::{bench, faults, server, token, up};
 
 #[derive(Parser)]
 #[command(name = "shoal", version, about = "A Kubernetes-style container orchestrator in one binary")]
@@ -21,9 +21,18 @@ enum Command {
     /// The process runtime's per-container shim (started by `shoal agent`, not by people).
     #[command(hide = true)]
     Shim { container_dir: std::path::PathBuf },
+    /// Bootstrap tokens, with which new nodes join the cluster.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Measure shoal beside its anchors.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a bootstrap token and print the `shoal agent` line that joins a node with it.
+    Create(token::TokenCreateArgs),
 }
 
 #[derive(Subcommand)]
@@ -56,6 +65,7 @@ fn main() -> anyhow::Result<()> {
             Command::Up(args) => up::run(args).await,
             Command::Faults(args) => faults::run(args).await,
             Command::Shim { .. } => unreachable!("the shim ran above"),
+            Command::Token(TokenCommand::Create(args)) => token::run_create(args).await,
             Command::Bench(BenchCommand::Store(args)) => bench::run(args).await,
             Command::Bench(BenchCommand::Api(args)) => bench::api::run(args).await,
         }

@@ -23,7 +23,8 @@ pub struct UpArgs {
     pub base_port: u16,
 }
 
-fn default_dir() -> PathBuf {
+/// Where `shoal up` keeps a cluster unless told otherwise: `~/.shoal/up`.
+pub fn default_dir() -> PathBuf {
     std::env::var_os("HOME")
         .map_or_else(|| PathBuf::from(".shoal/up"), |home| PathBuf::from(home).join(".shoal/up"))
 }
