@@ -41,6 +41,8 @@ pub struct Api {
     pub(crate) cluster_ca_pem: Option<String>,
     /// The cluster CA with its key, which signs node credentials; joins get 503 without it.
     pub(crate) signer: Option<Arc<shoal_pki::ClusterCa>>,
+    /// Reaches agents' kubelet ports; `pods/log` gets 503 without it.
+    pub(crate) node_dialer: Option<crate::node_proxy::NodeDialer>,
 }
 
 /// The query parameters the API understands.
@@ -165,7 +167,14 @@ impl Api {
             service_cidr,
             cluster_ca_pem: None,
             signer: None,
+            node_dialer: None,
         }
+    }
+
+    /// Lets the API reach agents, for `pods/log`.
+    pub fn with_node_dialer(mut self, dialer: Option<crate::node_proxy::NodeDialer>) -> Self {
+        self.node_dialer = dialer;
+        self
     }
 
     /// Serves `ca_pem` at `/shoal/v1/ca` and, with a `signer`, issues node credentials.

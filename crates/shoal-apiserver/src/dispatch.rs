@@ -37,9 +37,7 @@ pub async fn dispatch(api: &Api, call: Call<'_>) -> Result<Reply, ApiError> {
         (&Method::GET, None, None) => read::list(api, &call).await,
         (&Method::GET, Some(_), None | Some("status")) => read::get(api, &call).await,
         (&Method::GET, Some(_), Some("scale")) => write::get_scale(api, &call).await,
-        (&Method::GET, Some(name), Some("log")) => Err(ApiError::bad_request(format!(
-            "pod \"{name}\" has no logs to show: no agent serves its node yet"
-        ))),
+        (&Method::GET, Some(_), Some("log")) => crate::node_proxy::pod_log(api, &call).await,
         (&Method::POST, None, None) => write::create(api, &call).await,
         (&Method::POST, Some(_), Some("binding")) => write::bind(api, &call).await,
         (&Method::POST, Some(_), Some("eviction")) => write::evict(api, &call).await,

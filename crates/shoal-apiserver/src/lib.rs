@@ -19,6 +19,7 @@ pub mod error;
 pub mod join;
 pub mod managed_fields;
 pub mod meta;
+pub mod node_proxy;
 pub mod objects;
 pub mod openapi;
 pub mod protobuf;

@@ -45,6 +45,9 @@ pub struct ApiServerConfig {
     /// The cluster CA with its key, to sign node credentials at `POST /shoal/v1/join`;
     /// without it joins get 503. The CA certificate (`tls.ca`) is served either way.
     pub signer: Option<Arc<shoal_pki::ClusterCa>>,
+    /// The client certificate this server presents to agents' kubelet ports (`pods/log`);
+    /// without it such requests get 503.
+    pub kubelet_client: Option<TlsFiles>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +99,10 @@ pub async fn start(config: ApiServerConfig, store: Store) -> Result<RunningApiSe
     let ca_pem = read_ca_pem(&config.tls.ca)?;
     let api = Arc::new(
         Api::new(ObjectStore::new(store, secret_box), tokens, config.service_cidr)
-            .with_cluster_ca(ca_pem, config.signer.clone()),
+            .with_cluster_ca(ca_pem, config.signer.clone())
+            .with_node_dialer(
+                config.kubelet_client.as_ref().map(crate::node_proxy::NodeDialer::load).transpose()?,
+            ),
     );
     api.ensure_system_namespaces();
     let listener = TcpListener::bind(config.listen)

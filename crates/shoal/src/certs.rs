@@ -99,6 +99,13 @@ pub fn ensure_controllers_cert(ca: &ClusterCa, dir: &Path) -> anyhow::Result<Tls
     ensure_issued(ca, dir, "controllers", &request)
 }
 
+/// The certificate API servers present to agents' kubelet ports (group `shoal:apiservers`).
+pub fn ensure_kubelet_client_cert(ca: &ClusterCa, dir: &Path) -> anyhow::Result<TlsFiles> {
+    let mut request = issue_request("shoal:apiserver", Usage::Client);
+    request.organizations.push(shoal_agent::kubelet_server::API_SERVER_GROUP.into());
+    ensure_issued(ca, dir, "kubelet-client", &request)
+}
+
 fn issue_request(common_name: &str, usage: Usage) -> IssueRequest {
     IssueRequest {
         common_name: common_name.into(),

@@ -1,6 +1,7 @@
 //! The `shoal` binary's subcommands as a library, so integration tests (and `shoal up`) can
 //! drive whole clusters of `shoal server` processes through `local_cluster::LocalCluster`.
 
+pub mod agent;
 pub mod bench;
 pub mod certs;
 pub mod controller_manager;

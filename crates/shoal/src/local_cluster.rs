@@ -12,6 +12,7 @@
 //! members over etcd's API; `ports` finds free ports.
 
 mod admin;
+mod agents;
 mod ports;
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 pub use self::admin::{CATCH_UP_TIMEOUT, CONNECT_TIMEOUT, READY_TIMEOUT, RPC_TIMEOUT};
+pub use self::agents::Agent;
 use self::ports::free_port;
 
 /// How long a launched member gets to accept client connections.
@@ -128,6 +130,10 @@ pub struct LocalCluster {
     ca: ClusterCa,
     admin: TlsFiles,
     slots: Vec<Slot>,
+    agents: Vec<agents::AgentSlot>,
+    /// Pods of agent `i` get addresses from `127.<this>.<i + 1>.0/24`: random for clusters on
+    /// dynamic ports, so that clusters of concurrent tests do not hand out the same addresses.
+    pod_network_octet: u8,
 }
 
 struct Slot {
@@ -157,12 +163,25 @@ impl LocalCluster {
         let ca = crate::certs::ensure_ca(&pki_dir, &config.cluster_token)?;
         let admin = crate::certs::ensure_admin_cert(&ca, &pki_dir)?;
         crate::certs::ensure_controllers_cert(&ca, &pki_dir)?;
+        crate::certs::ensure_kubelet_client_cert(&ca, &pki_dir)?;
         // Created here, before any member starts, so concurrent first starts cannot race.
         crate::certs::ensure_admin_token(&pki_dir)?;
         shoal_apiserver::secret_box::SecretBox::load_or_generate(
             &pki_dir.join(crate::certs::ENCRYPTION_KEY_FILE),
         )?;
-        Ok(LocalCluster { config, pki_dir, ca, admin, slots: Vec::new() })
+        let pod_network_octet = match config.ports {
+            Ports::Dynamic => rand::random_range(64..=250),
+            Ports::Base(_) => 1,
+        };
+        Ok(LocalCluster {
+            config,
+            pki_dir,
+            ca,
+            admin,
+            slots: Vec::new(),
+            agents: Vec::new(),
+            pod_network_octet,
+        })
     }
 
     /// Founds a cluster of `members` members named `s1`, `s2`, … and waits until each accepts
@@ -289,8 +308,10 @@ impl LocalCluster {
         self.await_stopped(i, Instant::now() + STOP_TIMEOUT).await
     }
 
-    /// SIGTERM to every member at once, then waits for all of them (`STOP_TIMEOUT` in all).
+    /// Kills every agent and pod, then SIGTERM to every member at once and waits for all of
+    /// them (`STOP_TIMEOUT` in all).
     pub async fn stop_all(&mut self) -> anyhow::Result<()> {
+        self.kill_agents_and_pods();
         let live = (0..self.len()).filter(|i| self.state(*i) != ProcessState::Down).collect::<Vec<_>>();
         for i in &live {
             self.signal_stop(*i).await?;
@@ -575,6 +596,7 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        self.kill_agents_and_pods();
         for slot in &mut self.slots {
             if let Some(child) = slot.child.as_mut() {
                 // SIGKILL works on paused processes too; `kill_on_drop` reaps them.

@@ -1,7 +1,7 @@
 //! The `shoal` binary: one executable for every role. Wiring only; the work lives in the crates.
 
 use clap::{Parser, Subcommand};
-use shoal::{bench, faults, server, token, up};
+use shoal::{agent, bench, faults, server, token, up};
 
 #[derive(Parser)]
 #[command(name = "shoal", version, about = "A Kubernetes-style container orchestrator in one binary")]
@@ -14,7 +14,9 @@ struct Cli {
 enum Command {
     /// Run a control-plane member: the Raft-replicated store (etcd's v3 API) and the Kubernetes API.
     Server(Box<server::ServerArgs>),
-    /// Run a whole local cluster on this machine (3 store members on loopback).
+    /// Run a worker node: join a cluster and run the pods bound to this node.
+    Agent(Box<agent::AgentArgs>),
+    /// Run a whole local cluster on this machine (3 servers and 2 agents on loopback).
     Up(up::UpArgs),
     /// Read or change the fault plan of a running member's peer transport.
     Faults(faults::FaultsArgs),
@@ -62,6 +64,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(*args).await,
+            Command::Agent(args) => agent::run(*args).await,
             Command::Up(args) => up::run(args).await,
             Command::Faults(args) => faults::run(args).await,
             Command::Shim { .. } => unreachable!("the shim ran above"),

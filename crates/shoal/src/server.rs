@@ -128,6 +128,7 @@ fn config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, shoal_apiserver::A
     let files = crate::certs::ensure_member_cert(&ca, &pki_dir, &args.name, &hosts)?;
     crate::certs::ensure_admin_cert(&ca, &pki_dir)?;
     crate::certs::ensure_admin_token(&pki_dir)?;
+    let kubelet_client = crate::certs::ensure_kubelet_client_cert(&ca, &pki_dir)?;
     let api_config = shoal_apiserver::ApiServerConfig {
         listen: args.listen_api,
         tls: files.clone(),
@@ -136,6 +137,7 @@ fn config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, shoal_apiserver::A
         service_cidr: args.service_cidr,
         // Every server of a cluster holds the CA key (`ensure_ca` loads it), so any can sign.
         signer: Some(std::sync::Arc::new(ca)),
+        kubelet_client: Some(kubelet_client),
     };
     let tls =
         (!args.insecure_plaintext).then_some(TlsFiles { ca: files.ca, cert: files.cert, key: files.key });

@@ -1,7 +1,8 @@
 //! `shoal up`: a whole local cluster on this machine, for trying shoal and for its tour.
 //!
-//! Each member is its own `shoal server` process (see `LocalCluster`), so members can be
-//! killed, paused and restarted one by one, exactly as on separate machines.
+//! Each member is its own `shoal server` process and each worker its own `shoal agent` (see
+//! `LocalCluster`), so they can be killed, paused and restarted one by one, exactly as on
+//! separate machines.
 
 use std::path::PathBuf;
 
@@ -21,6 +22,9 @@ pub struct UpArgs {
     /// Member i listens for clients on base-port + 10·i and for peers on the next port.
     #[arg(long, default_value_t = 2379)]
     pub base_port: u16,
+    /// Number of worker nodes (`shoal agent` processes named a1, a2, …).
+    #[arg(long, default_value_t = 2)]
+    pub agents: u16,
 }
 
 /// Where `shoal up` keeps a cluster unless told otherwise: `~/.shoal/up`.
@@ -39,6 +43,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut cluster = LocalCluster::new(config)?;
     cluster.start(usize::from(args.members)).await?;
     cluster.wait_ready().await?;
+    for i in 0..usize::from(args.agents) {
+        // Each agent joins through a different server, as agents spread over a real cluster do.
+        cluster.start_agent(&format!("a{}", i + 1), i % cluster.len(), &[]).await?;
+    }
 
     let members = (0..cluster.len()).map(|i| cluster.member(i)).collect::<Vec<_>>();
     let endpoints = members.iter().map(|member| member.client_url()).collect::<Vec<_>>().join(",");
@@ -53,12 +61,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             member.log.display()
         );
     }
+    for i in 0..cluster.agent_count() {
+        let agent = cluster.agent(i);
+        println!(
+            "  agent {}  kubelet {}  pods {}  log {}",
+            agent.name,
+            agent.kubelet_addr,
+            agent.pod_cidr,
+            agent.log.display()
+        );
+    }
     println!("\nendpoints: {endpoints}");
     let kubeconfig = cluster.write_kubeconfig(0)?;
     println!("\nKubernetes API: {} (kubeconfig {})", members[0].api_url(), kubeconfig.display());
     println!("\nTry:");
     println!("  export KUBECONFIG={}", kubeconfig.display());
-    println!("  kubectl get namespaces");
+    println!("  kubectl get nodes");
     let admin = cluster.admin_tls();
     println!(
         "  etcdctl --endpoints={endpoints} --cacert={} --cert={} --key={} put hello world",

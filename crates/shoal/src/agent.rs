@@ -1,0 +1,160 @@
+//! `shoal agent`: a worker node. Joins the cluster with a join token (once; the node
+//! credential it obtains is kept in the data directory), then runs the node agent with the
+//! process runtime and serves the kubelet port.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use shoal_agent::agent::AgentConfig;
+use shoal_agent::lease::LeaseTiming;
+use shoal_agent::lifecycle::BackoffPolicy;
+use shoal_agent::node::{Capacity, NodeIdentity};
+use shoal_agent::runtime::log_file::LogLimits;
+use shoal_agent::runtime::process::{Ipv4Cidr, ProcessRuntime, ProcessRuntimeConfig};
+
+use crate::join::{self, CaTrust};
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The API server to join, `https://host:port`.
+    #[arg(long)]
+    pub server: String,
+    /// A join token from `shoal token create`; needed only until the node has its credential.
+    #[arg(long, env = "SHOAL_JOIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The cluster CA's certificate file, to trust the server.
+    #[arg(long, conflicts_with = "ca_cert_hash")]
+    pub ca_cert: Option<PathBuf>,
+    /// The cluster CA's hash, `sha256:<hex>`, as `shoal token create` prints it.
+    #[arg(long)]
+    pub ca_cert_hash: Option<String>,
+    /// The node's name; defaults to the host name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where the agent keeps its credential, pods' state and logs.
+    #[arg(long, default_value = "/var/lib/shoal/agent")]
+    pub data_dir: PathBuf,
+    /// The address other machines reach this node at (its InternalIP).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub node_ip: IpAddr,
+    /// The kubelet port's listen address; the API server proxies logs through it.
+    #[arg(long, default_value = "127.0.0.1:10250")]
+    pub kubelet_listen: SocketAddr,
+    /// Pods get addresses from this range (loopback by default: 127.0.0.0/8 is all local).
+    #[arg(long, default_value = "127.1.0.0/24")]
+    pub pod_cidr: Ipv4Cidr,
+    /// CPUs offered to pods; measured when unset.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Memory offered to pods in MiB; measured when unset.
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
+    /// Pods the node runs at most.
+    #[arg(long, default_value_t = shoal_agent::node::PODS_MAX_DEFAULT)]
+    pub max_pods: u32,
+    /// How often the node's Lease is renewed, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub lease_renew_interval_ms: u64,
+    /// How long one renewal vouches for the node, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub lease_duration_seconds: u64,
+    /// The first restart back-off after a crash, in milliseconds (Kubernetes: 10 s).
+    #[arg(long, default_value_t = 10_000)]
+    pub restart_backoff_initial_ms: u64,
+    /// The longest restart back-off, in milliseconds (Kubernetes: 300 s).
+    #[arg(long, default_value_t = 300_000)]
+    pub restart_backoff_max_ms: u64,
+    /// Where the process runtime finds image entrypoints (`<dir>/<image>/entrypoint`).
+    #[arg(long)]
+    pub image_dir: Option<PathBuf>,
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the host name; pass --name")?
+            .trim()
+            .to_lowercase(),
+    };
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let credential_dir = args.data_dir.join("pki");
+    let ca = match (&args.ca_cert, &args.ca_cert_hash) {
+        (Some(file), _) => CaTrust::File(file.clone()),
+        (None, Some(hash)) => CaTrust::Hash(hash.clone()),
+        (None, None) => CaTrust::File(credential_dir.join("ca.crt")),
+    };
+    let addresses = vec![args.node_ip.to_string(), args.kubelet_listen.ip().to_string(), name.clone()];
+    let credential = join::obtain_node_credential(
+        &args.server,
+        args.token.as_deref().unwrap_or_default(),
+        ca,
+        &name,
+        &addresses,
+        &credential_dir,
+    )
+    .await
+    .context("obtaining the node's credential")?;
+    let client = kube::Client::try_from(join::node_client_config(&args.server, &credential)?)?;
+
+    let state_dir = args.data_dir.join("state");
+    let shim = vec![
+        std::env::current_exe().context("locating the shoal binary for the shim")?.display().to_string(),
+        "shim".to_owned(),
+    ];
+    let runtime = Arc::new(ProcessRuntime::new(ProcessRuntimeConfig {
+        state_dir: state_dir.clone(),
+        shim,
+        pod_cidr: args.pod_cidr,
+        log_limits: LogLimits::default(),
+        image_dir: args.image_dir.clone(),
+    })?);
+    let kubelet = shoal_agent::kubelet_server::start(args.kubelet_listen, &credential, runtime.clone())
+        .await
+        .context("starting the kubelet port")?;
+    let measured = Capacity::measure();
+    let capacity = Capacity {
+        cpu_millis: args.cpus.map_or(measured.cpu_millis, |cpus| (cpus * 1000.0).round() as u64),
+        memory_bytes: args.memory_mib.map_or(measured.memory_bytes, |mib| mib << 20),
+        pods: args.max_pods,
+    };
+    let config = AgentConfig {
+        identity: NodeIdentity {
+            name: name.clone(),
+            internal_ip: args.node_ip.to_string(),
+            hostname: name.clone(),
+            pod_cidr: args.pod_cidr,
+            kubelet_port: kubelet.addr.port(),
+            runtime_version: concat!("shoal-process://", env!("CARGO_PKG_VERSION")).to_owned(),
+            labels: Default::default(),
+        },
+        capacity,
+        lease: LeaseTiming {
+            renew_interval: Duration::from_millis(args.lease_renew_interval_ms.max(100)),
+            duration: Duration::from_secs(args.lease_duration_seconds.max(1)),
+        },
+        backoff: BackoffPolicy {
+            initial: Duration::from_millis(args.restart_backoff_initial_ms),
+            max: Duration::from_millis(args.restart_backoff_max_ms.max(args.restart_backoff_initial_ms)),
+            ..BackoffPolicy::default()
+        },
+        state_dir,
+        runtime_scheme: "shoal-process",
+    };
+    tracing::info!(node = name, server = args.server, kubelet = %kubelet.addr, "agent running");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        () = shoal_agent::agent::run(config, client, runtime) => anyhow::bail!("the agent stopped"),
+        _ = async { tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = terminate.recv() => {} } } => {
+            // Pods keep running: a restarted agent re-adopts them.
+            tracing::info!("agent stopping; its pods keep running");
+            Ok(())
+        }
+    }
+}

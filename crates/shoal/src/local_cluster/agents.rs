@@ -1,0 +1,151 @@
+//! Worker nodes of a `LocalCluster`: `shoal agent` child processes that join with a join
+//! token, like agents on other machines, each with its own data directory, log, kubelet port
+//! and pod CIDR.
+//!
+//! An agent that stops leaves its pods running (that is what lets a restarted agent adopt
+//! them); tearing the whole cluster down kills the pods too, so nothing outlives it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use tokio::process::{Child, Command};
+
+use super::{LocalCluster, Ports, REAP_TIMEOUT, free_port};
+
+/// How long a join token minted for a local agent stays valid.
+const JOIN_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// The kubelet port of agent `i` in a cluster on fixed ports is this plus `i`.
+const KUBELET_BASE_PORT: u16 = 10250;
+
+/// One agent of the cluster.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub kubelet_addr: SocketAddr,
+    pub pod_cidr: String,
+    /// Extra `shoal agent` arguments it was started with.
+    pub args: Vec<String>,
+}
+
+impl Agent {
+    /// Where its process runtime keeps pods.
+    pub fn state_dir(&self) -> PathBuf {
+        self.data_dir.join("state")
+    }
+}
+
+pub(super) struct AgentSlot {
+    pub(super) agent: Agent,
+    pub(super) child: Option<Child>,
+}
+
+impl LocalCluster {
+    /// Starts a new agent named `name` that joins through member `server`'s API with a fresh
+    /// join token; returns its index. It registers its Node in the background.
+    pub async fn start_agent(&mut self, name: &str, server: usize, args: &[&str]) -> anyhow::Result<usize> {
+        ensure!(!self.agents.iter().any(|slot| slot.agent.name == name), "agent {name} exists already");
+        let index = self.agents.len();
+        let kubelet_port = match self.config.ports {
+            Ports::Dynamic => free_port()?,
+            Ports::Base(_) => KUBELET_BASE_PORT + u16::try_from(index).context("too many agents")?,
+        };
+        let agent = Agent {
+            name: name.to_owned(),
+            data_dir: self.config.dir.join(format!("agent-{name}")),
+            log: self.config.dir.join(format!("agent-{name}.log")),
+            kubelet_addr: SocketAddr::from(([127, 0, 0, 1], kubelet_port)),
+            pod_cidr: format!("127.{}.{}.0/24", self.pod_network_octet, index + 1),
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        };
+        let client = self.admin_client(server).await?;
+        let token =
+            crate::token::create_join_token(&client, JOIN_TOKEN_TTL, &format!("shoal up agent {name}"))
+                .await
+                .context("minting a join token")?;
+        self.agents.push(AgentSlot { agent, child: None });
+        self.launch_agent(index, server, Some(&token))?;
+        Ok(index)
+    }
+
+    pub fn agent(&self, i: usize) -> &Agent {
+        &self.agents[i].agent
+    }
+
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// SIGKILL to agent `i`: its pods keep running.
+    pub async fn kill_agent(&mut self, i: usize) -> anyhow::Result<()> {
+        let name = self.agents[i].agent.name.clone();
+        let mut child =
+            self.agents[i].child.take().with_context(|| format!("agent {name} is not running"))?;
+        child.start_kill().with_context(|| format!("killing agent {name}"))?;
+        tokio::time::timeout(REAP_TIMEOUT, child.wait())
+            .await
+            .with_context(|| format!("agent {name} still exists after SIGKILL"))??;
+        Ok(())
+    }
+
+    /// Starts agent `i` again (it already has its node credential), through member `server`.
+    pub fn restart_agent(&mut self, i: usize, server: usize) -> anyhow::Result<()> {
+        ensure!(self.agents[i].child.is_none(), "agent {} is running", self.agents[i].agent.name);
+        self.launch_agent(i, server, None)
+    }
+
+    fn launch_agent(&mut self, i: usize, server: usize, token: Option<&str>) -> anyhow::Result<()> {
+        let agent = self.agents[i].agent.clone();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&agent.log)
+            .with_context(|| format!("opening {}", agent.log.display()))?;
+        let mut command = Command::new(&self.config.exe);
+        command
+            .arg("agent")
+            .args(["--server", &self.member(server).api_url()])
+            .arg("--ca-cert")
+            .arg(self.pki_dir.join("ca.crt"))
+            .args(["--name", &agent.name])
+            .arg("--data-dir")
+            .arg(&agent.data_dir)
+            .args(["--kubelet-listen", &agent.kubelet_addr.to_string()])
+            .args(["--pod-cidr", &agent.pod_cidr])
+            .args(&agent.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(token) = token {
+            command.env("SHOAL_JOIN_TOKEN", token);
+        }
+        let child = command.spawn().with_context(|| format!("starting agent {}", agent.name))?;
+        self.agents[i].child = Some(child);
+        Ok(())
+    }
+
+    /// A client of member `server`'s API as the admin.
+    pub async fn admin_client(&self, server: usize) -> anyhow::Result<kube::Client> {
+        let kubeconfig = self.write_kubeconfig(server)?;
+        let file =
+            kube::config::Kubeconfig::read_from(&kubeconfig).context("reading the admin kubeconfig")?;
+        let config =
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// Kills every agent and every pod they run.
+    pub(super) fn kill_agents_and_pods(&mut self) {
+        for slot in &mut self.agents {
+            if let Some(child) = slot.child.as_mut() {
+                let _ = child.start_kill();
+            }
+            shoal_agent::runtime::process::kill_all(&slot.agent.state_dir());
+        }
+    }
+}
