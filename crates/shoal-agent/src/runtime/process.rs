@@ -29,6 +29,7 @@ pub mod shim;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -514,26 +515,40 @@ impl ProcessRuntime {
 }
 
 /// SIGKILLs every container a process runtime over `state_dir` runs, and their shims, without
-/// recording anything: for tearing down a whole local cluster, not for stopping pods.
+/// recording anything: for tearing down a whole local cluster, not for stopping pods. Shims are
+/// found by their command line, so even one that had not yet written its state is found.
 pub fn kill_all(state_dir: &Path) {
     let pods = state_dir.join("pods");
-    for pod_uid in read_dir_names(&pods).unwrap_or_default() {
-        let containers = pods.join(&pod_uid).join("containers");
-        for container in read_dir_names(&containers).unwrap_or_default() {
-            let Some(state) = read_json::<ShimState>(&containers.join(container).join("state.json")) else {
-                continue;
-            };
-            if process_start_ticks(state.shim_pid) != Some(state.shim_start_ticks) {
-                continue; // Long gone; the ids may be someone else's now.
-            }
-            if let Some(shim) = Pid::from_raw(state.shim_pid) {
-                let _ = rustix::process::kill_process(shim, Signal::KILL);
-            }
-            if let Some(group) = Pid::from_raw(state.pid) {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let pids: Vec<i32> =
+        entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok()).collect();
+    let shims: Vec<i32> = pids
+        .iter()
+        .copied()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).filter(|arg| !arg.is_empty()).collect();
+            args.len() >= 3
+                && args[args.len() - 2] == b"shim"
+                && Path::new(std::ffi::OsStr::from_bytes(args[args.len() - 1])).starts_with(&pods)
+        })
+        .collect();
+    for shim in shims {
+        // The shim's children lead the containers' process groups.
+        for child in pids.iter().filter(|pid| parent_of(**pid) == Some(shim)) {
+            if let Some(group) = Pid::from_raw(*child) {
                 let _ = rustix::process::kill_process_group(group, Signal::KILL);
             }
         }
+        if let Some(shim) = Pid::from_raw(shim) {
+            let _ = rustix::process::kill_process(shim, Signal::KILL);
+        }
     }
+}
+
+/// A process's parent (field 4 of /proc/<pid>/stat).
+fn parent_of(pid: i32) -> Option<i32> {
+    proc_stat_fields(pid)?.get(1)?.parse().ok()
 }
 
 /// The environment a container gets: its own, plus `PATH` and `HOME` where it sets none.

@@ -15,6 +15,14 @@ use tokio::process::{Child, Command};
 
 use super::{LocalCluster, Ports, REAP_TIMEOUT, free_port};
 
+/// Whether a process exists and is not a zombie (a zombie starts nothing).
+fn process_runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()))
+        .is_some_and(|state| state != 'Z')
+}
+
 /// How long a join token minted for a local agent stays valid.
 const JOIN_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// The kubelet port of agent `i` in a cluster on fixed ports is this plus `i`.
@@ -139,12 +147,21 @@ impl LocalCluster {
         Ok(kube::Client::try_from(config)?)
     }
 
-    /// Kills every agent and every pod they run.
+    /// Kills every agent and every pod they run. The agents die first, so none can start a
+    /// container after its pods were swept.
     pub(super) fn kill_agents_and_pods(&mut self) {
+        let mut pids = Vec::new();
         for slot in &mut self.agents {
             if let Some(child) = slot.child.as_mut() {
+                pids.extend(child.id());
                 let _ = child.start_kill();
             }
+        }
+        let deadline = std::time::Instant::now() + REAP_TIMEOUT;
+        while pids.iter().any(|pid| process_runs(*pid)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for slot in &self.agents {
             shoal_agent::runtime::process::kill_all(&slot.agent.state_dir());
         }
     }
