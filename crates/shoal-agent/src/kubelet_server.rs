@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::logs::{self, LogRequest};
-use crate::runtime::{ContainerInfo, ContainerState, Runtime};
+use crate::runtime::{ContainerInfo, ContainerState, Runtime, Sandbox};
 
 /// The group of the certificate the API servers present to agents.
 pub const API_SERVER_GROUP: &str = "shoal:apiservers";
@@ -117,14 +117,78 @@ async fn handle<R: Runtime>(
     }
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or_default().to_owned();
+    let method = request.method().clone();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (request.method(), parts.as_slice()) {
-        (&http::Method::GET, ["healthz"]) => text(StatusCode::OK, "ok"),
-        (&http::Method::GET, ["containerLogs", namespace, pod, container]) => {
+    match (method, parts.as_slice()) {
+        (http::Method::GET, ["healthz"]) => text(StatusCode::OK, "ok"),
+        (http::Method::GET, ["containerLogs", namespace, pod, container]) => {
             container_logs(runtime, namespace, pod, container, &query).await
+        }
+        (http::Method::GET, ["exec", namespace, pod, container]) => {
+            exec(request, runtime, namespace, pod, container, &query).await
         }
         _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
     }
+}
+
+/// `GET /exec/<namespace>/<pod>/<container>?command=…`, a WebSocket upgrade.
+async fn exec<R: Runtime>(
+    request: http::Request<Incoming>,
+    runtime: Arc<R>,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    query: &str,
+) -> Response<Body> {
+    let exec = match crate::exec::ExecRequest::from_query(query) {
+        Ok(exec) => exec,
+        Err(message) => return text(StatusCode::BAD_REQUEST, &message),
+    };
+    let (protocol, accept) = match crate::exec::negotiate(request.headers()) {
+        Ok(negotiated) => negotiated,
+        Err(message) => return text(StatusCode::BAD_REQUEST, &message),
+    };
+    let run = match runs_of(runtime.as_ref(), namespace, pod, container).await {
+        Ok((_, runs)) => {
+            runs.into_iter().last().filter(|run| matches!(run.state, ContainerState::Running { .. }))
+        }
+        Err(response) => return response,
+    };
+    let Some(run) = run else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            &format!("container {container:?} in pod {pod:?} is not running"),
+        );
+    };
+    let process = crate::exec::start(&runtime, &run.id, &exec).await;
+    crate::exec::switch(request, protocol, accept, exec, process)
+}
+
+/// The sandbox of a pod on this node and the runs of one of its containers, oldest first.
+async fn runs_of<R: Runtime>(
+    runtime: &R,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> Result<(Sandbox, Vec<ContainerInfo>), Response<Body>> {
+    let sandboxes = runtime.list_sandboxes().await.unwrap_or_default();
+    let Some(sandbox) =
+        sandboxes.iter().find(|sandbox| sandbox.config.namespace == namespace && sandbox.config.name == pod)
+    else {
+        return Err(text(
+            StatusCode::NOT_FOUND,
+            &format!("pod {namespace}/{pod} has no containers on this node"),
+        ));
+    };
+    let mut runs: Vec<ContainerInfo> = runtime
+        .list_containers()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|info| info.pod_uid == sandbox.config.pod_uid && info.name == container)
+        .collect();
+    runs.sort_by_key(|info| info.attempt);
+    Ok((sandbox.clone(), runs))
 }
 
 /// `GET /containerLogs/<namespace>/<pod>/<container>?<PodLogOptions>`.
@@ -139,20 +203,10 @@ async fn container_logs<R: Runtime>(
         Ok(request) => request,
         Err(message) => return text(StatusCode::BAD_REQUEST, &message),
     };
-    let sandboxes = runtime.list_sandboxes().await.unwrap_or_default();
-    let Some(sandbox) =
-        sandboxes.iter().find(|sandbox| sandbox.config.namespace == namespace && sandbox.config.name == pod)
-    else {
-        return text(StatusCode::NOT_FOUND, &format!("pod {namespace}/{pod} has no containers on this node"));
+    let (sandbox, runs) = match runs_of(runtime.as_ref(), namespace, pod, container).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
-    let mut runs: Vec<ContainerInfo> = runtime
-        .list_containers()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|info| info.pod_uid == sandbox.config.pod_uid && info.name == container)
-        .collect();
-    runs.sort_by_key(|info| info.attempt);
     let chosen =
         if request.previous { runs.len().checked_sub(2).map(|index| &runs[index]) } else { runs.last() };
     let Some(run) = chosen else {

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod events;
+pub mod exec;
 pub mod kubelet_server;
 pub mod lease;
 pub mod lifecycle;

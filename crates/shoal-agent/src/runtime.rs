@@ -140,6 +140,42 @@ pub struct ExecOutput {
 /// Output of an exec kept for the caller (a probe's message); the rest is discarded.
 pub const EXEC_OUTPUT_BYTES_MAX: usize = 10 * 1024;
 
+/// A stream an exec'd command reads from.
+pub type ExecInput = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+/// A stream an exec'd command writes to.
+pub type ExecOutputStream = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+/// Sets a terminal's size: columns, rows.
+pub type Resize = Box<dyn Fn(u16, u16) + Send + Sync>;
+
+/// An interactive command in a container (`kubectl exec`): its streams, and its end.
+pub struct ExecProcess {
+    /// Present when stdin was asked for; dropping it closes the command's stdin.
+    pub stdin: Option<ExecInput>,
+    /// Standard output, or the terminal's output (stdout and stderr merged) with a TTY.
+    pub stdout: ExecOutputStream,
+    /// Standard error; `None` with a TTY.
+    pub stderr: Option<ExecOutputStream>,
+    /// Sets the terminal's size; `None` without a TTY.
+    pub resize: Option<Resize>,
+    /// Resolves to the exit code (`None` if the command was killed by a signal).
+    pub exit: std::pin::Pin<Box<dyn Future<Output = Option<i32>> + Send>>,
+    /// Kills the command; for a client that went away.
+    pub kill: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for ExecProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecProcess").field("tty", &self.resize.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// How an interactive command is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExecOptions {
+    pub stdin: bool,
+    pub tty: bool,
+}
+
 /// CPU and memory of one container, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ContainerStats {
@@ -215,6 +251,14 @@ pub trait Runtime: Send + Sync + 'static {
         argv: &[String],
         timeout: Duration,
     ) -> impl Future<Output = Result<ExecOutput, RuntimeError>> + Send;
+
+    /// Starts `argv` as the container would run it, with its streams handed to the caller.
+    fn exec_interactive(
+        &self,
+        id: &ContainerId,
+        argv: &[String],
+        options: ExecOptions,
+    ) -> impl Future<Output = Result<ExecProcess, RuntimeError>> + Send;
 
     /// CPU and memory of a running container.
     fn container_stats(

@@ -124,6 +124,8 @@ pub struct Call<'a> {
     pub headers: &'a HeaderMap,
     pub user: User,
     pub body: Bytes,
+    /// The connection's upgrade, for the subresources that switch protocols (`pods/exec`).
+    pub upgrade: std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>,
 }
 
 impl Call<'_> {
@@ -205,11 +207,12 @@ impl Api {
 
     pub async fn handle(
         &self,
-        parts: http::request::Parts,
+        mut parts: http::request::Parts,
         body: UnsyncBoxBody<Bytes, std::io::Error>,
         certificate_user: Option<User>,
     ) -> Response<Body> {
-        let reply = self.serve(&parts, body, certificate_user).await;
+        let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        let reply = self.serve(&parts, body, certificate_user, upgrade).await;
         let response = match reply {
             Ok(Reply::Raw(response)) => return response,
             Ok(Reply::Json { code, body, content_type, warnings }) => {
@@ -228,6 +231,7 @@ impl Api {
         parts: &http::request::Parts,
         body: UnsyncBoxBody<Bytes, std::io::Error>,
         certificate_user: Option<User>,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Result<Reply, ApiError> {
         let route = route::parse(parts.uri.path());
         // The one unauthenticated path: a joining node pins the CA by hash before it trusts it.
@@ -244,7 +248,16 @@ impl Api {
         };
         let query = Query::parse(parts.uri.query().unwrap_or(""))?;
         let body = read_body(body, REQUEST_BODY_BYTES_MAX).await?;
-        let call = Call { method: parts.method.clone(), target, query, headers: &parts.headers, user, body };
+        let upgrade = std::sync::Mutex::new(upgrade);
+        let call = Call {
+            method: parts.method.clone(),
+            target,
+            query,
+            headers: &parts.headers,
+            user,
+            body,
+            upgrade,
+        };
         self.authorize(&call).await?;
         crate::dispatch::dispatch(self, call).await
     }

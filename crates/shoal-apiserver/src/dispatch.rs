@@ -10,6 +10,11 @@ use crate::{read, review, watch, write};
 /// `delete` or `deletecollection`.
 pub fn verb(call: &Call<'_>) -> &'static str {
     let named = call.target.name.is_some();
+    // Running a command is a write whatever the method (kube-apiserver asks for `create` on
+    // `pods/exec` for WebSocket GETs too): a reader must not get a shell.
+    if matches!(call.target.subresource, Some("exec" | "attach" | "portforward")) {
+        return "create";
+    }
     match call.method {
         Method::GET | Method::HEAD if call.query.watch => "watch",
         Method::GET | Method::HEAD if named => "get",
@@ -38,6 +43,9 @@ pub async fn dispatch(api: &Api, call: Call<'_>) -> Result<Reply, ApiError> {
         (&Method::GET, Some(_), None | Some("status")) => read::get(api, &call).await,
         (&Method::GET, Some(_), Some("scale")) => write::get_scale(api, &call).await,
         (&Method::GET, Some(_), Some("log")) => crate::node_proxy::pod_log(api, &call).await,
+        (&Method::GET | &Method::POST, Some(_), Some("exec")) => {
+            crate::node_proxy::pod_exec(api, &call).await
+        }
         (&Method::POST, None, None) => write::create(api, &call).await,
         (&Method::POST, Some(_), Some("binding")) => write::bind(api, &call).await,
         (&Method::POST, Some(_), Some("eviction")) => write::evict(api, &call).await,

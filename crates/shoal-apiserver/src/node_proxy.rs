@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
 use serde_json::Value;
 use shoal_pki::TlsFiles;
 use tokio_rustls::TlsConnector;
@@ -27,6 +28,16 @@ const KUBELET_PORT_DEFAULT: u16 = 10250;
 /// The PodLogOptions passed on to the agent.
 const LOG_OPTIONS: &[&str] =
     &["follow", "previous", "tailLines", "sinceSeconds", "sinceTime", "timestamps", "limitBytes"];
+/// The PodExecOptions passed on to the agent.
+const EXEC_OPTIONS: &[&str] = &["command", "stdin", "stdout", "stderr", "tty"];
+/// The headers of a WebSocket upgrade, passed on to the agent so that it answers the client.
+static UPGRADE_HEADERS: &[http::HeaderName] = &[
+    http::header::UPGRADE,
+    http::header::CONNECTION,
+    http::header::SEC_WEBSOCKET_KEY,
+    http::header::SEC_WEBSOCKET_VERSION,
+    http::header::SEC_WEBSOCKET_PROTOCOL,
+];
 
 /// Dials agents' kubelet ports.
 #[derive(Clone)]
@@ -48,12 +59,11 @@ impl NodeDialer {
         Ok(Self { tls: TlsConnector::from(Arc::new(config)) })
     }
 
-    /// `GET path` on the agent at `address`; the response streams as it arrives.
-    async fn get(
+    /// An HTTP/1.1 connection to the agent at `address`, able to switch protocols.
+    async fn connect(
         &self,
         address: SocketAddr,
-        path_and_query: &str,
-    ) -> Result<Response<crate::server::Body>, String> {
+    ) -> Result<hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>, String> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address))
             .await
             .map_err(|_| format!("dial tcp {address}: i/o timeout"))?
@@ -63,39 +73,56 @@ impl NodeDialer {
             .await
             .map_err(|_| format!("tls handshake with {address}: i/o timeout"))?
             .map_err(|error| format!("tls handshake with {address}: {error}"))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|error| error.to_string())?;
-        tokio::spawn(connection);
-        let request = http::Request::get(path_and_query)
-            .header(http::header::HOST, address.to_string())
-            .body(http_body_util::Empty::<Bytes>::new())
+        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
             .map_err(|error| error.to_string())?;
-        let response = sender.send_request(request).await.map_err(|error| error.to_string())?;
-        let (parts, body) = response.into_parts();
-        // A body that fails midway (the node went away) just ends.
-        let frames = futures::stream::unfold(body, |mut body| async move {
-            match body.frame().await {
-                Some(Ok(frame)) => Some((Ok::<_, Infallible>(frame), body)),
-                _ => None,
-            }
-        });
-        Ok(Response::from_parts(parts, http_body_util::StreamBody::new(frames).boxed_unsync()))
+        tokio::spawn(connection.with_upgrades());
+        Ok(sender)
+    }
+
+    /// `GET path` on the agent at `address` with `headers`; the response streams as it arrives.
+    async fn get(
+        &self,
+        address: SocketAddr,
+        path_and_query: &str,
+        headers: &[(http::HeaderName, http::HeaderValue)],
+    ) -> Result<Response<Incoming>, String> {
+        let mut sender = self.connect(address).await?;
+        let mut request = http::Request::get(path_and_query).header(http::header::HOST, address.to_string());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let request =
+            request.body(http_body_util::Empty::<Bytes>::new()).map_err(|error| error.to_string())?;
+        sender.send_request(request).await.map_err(|error| error.to_string())
     }
 }
 
-/// `GET /api/v1/namespaces/<ns>/pods/<name>/log`.
-pub async fn pod_log(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
-    let dialer = api.node_dialer.as_ref().ok_or_else(|| ApiError::ServiceUnavailable {
-        message: "this API server has no kubelet client certificate and cannot reach nodes".into(),
-    })?;
-    let namespace = call.target.namespace;
-    let name = call.target.name.expect("pods/log has a pod name");
+/// A body that ends quietly where the agent's fails midway (the node went away).
+fn relay_body(body: Incoming) -> crate::server::Body {
+    let frames = futures::stream::unfold(body, |mut body| async move {
+        match body.frame().await {
+            Some(Ok(frame)) => Some((Ok::<_, Infallible>(frame), body)),
+            _ => None,
+        }
+    });
+    http_body_util::StreamBody::new(frames).boxed_unsync()
+}
+
+/// Where a pod's container runs: the pod, the container, and the agent's address.
+struct Located {
+    pod: Value,
+    container: String,
+    node_name: String,
+    address: SocketAddr,
+}
+
+async fn locate(api: &Api, call: &Call<'_>) -> Result<Located, ApiError> {
+    let name = call.target.name.expect("pod subresources have a pod name");
     let pods = resource::find("", "v1", "pods").expect("pods are served");
     let pod = api
         .objects
-        .get(pods, namespace, name, ReadAt::Latest)
+        .get(pods, call.target.namespace, name, ReadAt::Latest)
         .await?
         .ok_or_else(|| not_found(pods, name))?
         .object;
@@ -104,42 +131,130 @@ pub async fn pod_log(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
         .filter(|node| !node.is_empty())
-        .ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?;
+        .ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?
+        .to_owned();
     let nodes = resource::find("", "v1", "nodes").expect("nodes are served");
     let node = api
         .objects
-        .get(nodes, None, node_name, ReadAt::Latest)
+        .get(nodes, None, &node_name, ReadAt::Latest)
         .await?
-        .ok_or_else(|| not_found(nodes, node_name))?
+        .ok_or_else(|| not_found(nodes, &node_name))?
         .object;
     let address = kubelet_address(&node).ok_or_else(|| {
         ApiError::bad_request(format!("node {node_name:?} has no InternalIP address to reach its agent at"))
     })?;
+    Ok(Located { pod, container, node_name, address })
+}
 
-    let query = {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for option in LOG_OPTIONS {
-            if let Some(value) = call.query.other(option) {
-                query.append_pair(option, value);
-            }
+/// The query parameters of `names` in `call`, repeated ones included, re-encoded.
+fn forwarded_query(call: &Call<'_>, names: &[&str]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in &call.query.other {
+        if names.contains(&key.as_str()) {
+            query.append_pair(key, value);
         }
-        query.finish()
-    };
-    let path = format!("/containerLogs/{}/{name}/{container}?{query}", namespace.unwrap_or("default"));
-    let response = dialer.get(address, &path).await.map_err(|message| ApiError::ServiceUnavailable {
-        message: format!("the agent of node {node_name:?} cannot be reached: {message}"),
-    })?;
-    if response.status() == StatusCode::OK {
-        let (mut parts, body) = response.into_parts();
-        parts.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
-        return Ok(Reply::Raw(Response::from_parts(parts, body)));
     }
+    query.finish()
+}
+
+/// An agent's refusal as an API error.
+async fn agent_error(node_name: &str, response: Response<Incoming>) -> ApiError {
     let status = response.status();
     let message = response.into_body().collect().await.map(|body| body.to_bytes()).unwrap_or_default();
     let message = String::from_utf8_lossy(&message).trim().to_owned();
-    Err(match status {
+    match status {
         StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND => ApiError::bad_request(message),
         _ => ApiError::internal(format!("the agent of node {node_name:?} answered {status}: {message}")),
+    }
+}
+
+fn unreachable(node_name: &str, message: String) -> ApiError {
+    ApiError::ServiceUnavailable {
+        message: format!("the agent of node {node_name:?} cannot be reached: {message}"),
+    }
+}
+
+/// `GET /api/v1/namespaces/<ns>/pods/<name>/log`.
+pub async fn pod_log(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let dialer = dialer(api)?;
+    let located = locate(api, call).await?;
+    let name = call.target.name.unwrap_or_default();
+    let namespace = call.target.namespace.unwrap_or("default");
+    let query = forwarded_query(call, LOG_OPTIONS);
+    let path = format!("/containerLogs/{namespace}/{name}/{}?{query}", located.container);
+    let response = dialer
+        .get(located.address, &path, &[])
+        .await
+        .map_err(|message| unreachable(&located.node_name, message))?;
+    if response.status() != StatusCode::OK {
+        return Err(agent_error(&located.node_name, response).await);
+    }
+    let (mut parts, body) = response.into_parts();
+    parts.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    Ok(Reply::Raw(Response::from_parts(parts, relay_body(body))))
+}
+
+/// `GET /api/v1/namespaces/<ns>/pods/<name>/exec`, a WebSocket upgrade: the request goes to
+/// the agent as it came, and once both sides have switched protocols the two connections are
+/// spliced. The API server never reads the session.
+pub async fn pod_exec(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let dialer = dialer(api)?;
+    let upgrading = call.header(http::header::UPGRADE).eq_ignore_ascii_case("websocket");
+    let upgrade =
+        call.upgrade.lock().expect("upgrade lock").take().filter(|_| upgrading).ok_or_else(|| {
+            ApiError::bad_request(
+                "exec needs a WebSocket upgrade (Upgrade: websocket); SPDY is not supported",
+            )
+        })?;
+    let located = locate(api, call).await?;
+    if let Some(phase @ ("Succeeded" | "Failed")) =
+        located.pod.pointer("/status/phase").and_then(Value::as_str)
+    {
+        return Err(ApiError::bad_request(format!(
+            "cannot exec into a container in a completed pod; current phase is {phase}"
+        )));
+    }
+    let name = call.target.name.unwrap_or_default();
+    let namespace = call.target.namespace.unwrap_or("default");
+    let query = forwarded_query(call, EXEC_OPTIONS);
+    let path = format!("/exec/{namespace}/{name}/{}?{query}", located.container);
+    let headers: Vec<(http::HeaderName, http::HeaderValue)> = UPGRADE_HEADERS
+        .iter()
+        .flat_map(|name| call.headers.get_all(name).iter().map(move |value| (name.clone(), value.clone())))
+        .collect();
+    let response = dialer
+        .get(located.address, &path, &headers)
+        .await
+        .map_err(|message| unreachable(&located.node_name, message))?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(agent_error(&located.node_name, response).await);
+    }
+    let mut switched = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+    for name in [
+        http::header::UPGRADE,
+        http::header::CONNECTION,
+        http::header::SEC_WEBSOCKET_ACCEPT,
+        http::header::SEC_WEBSOCKET_PROTOCOL,
+    ] {
+        for value in response.headers().get_all(&name) {
+            switched = switched.header(&name, value);
+        }
+    }
+    tokio::spawn(async move {
+        let (client, agent) = match tokio::join!(upgrade, hyper::upgrade::on(response)) {
+            (Ok(client), Ok(agent)) => (client, agent),
+            _ => return,
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut agent = hyper_util::rt::TokioIo::new(agent);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut agent).await;
+    });
+    Ok(Reply::Raw(switched.body(crate::server::full(Bytes::new())).expect("a valid response")))
+}
+
+fn dialer(api: &Api) -> Result<&NodeDialer, ApiError> {
+    api.node_dialer.as_ref().ok_or_else(|| ApiError::ServiceUnavailable {
+        message: "this API server has no kubelet client certificate and cannot reach nodes".into(),
     })
 }
 

@@ -230,6 +230,7 @@ pub static RESOURCES: &[ResourceType] = &[
     subresources: &[
         Subresource { name: "binding", group: "", version: "v1", kind: "Binding", verbs: &["create"] },
         Subresource { name: "eviction", group: "policy", version: "v1", kind: "Eviction", verbs: &["create"] },
+        Subresource { name: "exec", group: "", version: "v1", kind: "PodExecOptions", verbs: &["create", "get"] },
         Subresource { name: "log", group: "", version: "v1", kind: "Pod", verbs: &["get"] },
         status_of("", "v1", "Pod"),
     ]),

@@ -1503,3 +1503,92 @@ fn describe_fields_are_found_at_any_indentation() {
     assert_eq!(describe_field(output, "Spec"), Some(""));
     assert_eq!(describe_field(output, "Missing"), None);
 }
+
+// kubectl logs and exec reach a pod through the API server's proxy to its node's agent: logs
+// with --tail, --timestamps, --previous and -f (which ends when the container does); exec
+// with the command's output, its exit code, piped stdin, and refusals for finished pods and
+// for readers, who may read logs but not run commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_exec_through_the_agent() {
+    let Some(exe) = kubectl_or_skip("logs_and_exec_through_the_agent") else {
+        return;
+    };
+    let mut cluster = start_cluster(3, &[]).await;
+    cluster
+        .start_agent("a1", 0, &["--restart-backoff-initial-ms", "200", "--restart-backoff-max-ms", "1000"])
+        .await
+        .expect("starting an agent");
+    let admin = Kubectl::admin(&exe, &cluster, 1);
+    let viewer = Kubectl::user(&exe, &cluster, 2, "vera", &["shoal:viewers"]);
+    let pod = |name: &str, restart_policy: &str, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: a1\n  \
+             restartPolicy: {restart_policy}\n  containers: [{{name: main, image: host, command: [sh, -c, {script:?}]}}]\n"
+        )
+    };
+    for manifest in [
+        pod("talker", "Always", "echo one; echo two; echo three; exec sleep 100000"),
+        pod("restarter", "Always", "echo run $(date +%s%N); sleep 0.3; exit 1"),
+        pod("finisher", "Never", "echo start; sleep 2; echo end"),
+    ] {
+        admin.ok_with_stdin(&["create", "-f", "-"], &manifest).await;
+    }
+    eventually("talker logs three lines", || async {
+        admin.output(&["logs", "talker"]).await.ok().filter(|log| log == "one\ntwo\nthree\n")
+    })
+    .await;
+    assert_eq!(admin.ok(&["logs", "talker", "--tail=1"]).await, "three\n");
+    let stamped = admin.ok(&["logs", "talker", "--timestamps", "--tail=1"]).await;
+    let (time, line) = stamped.trim_end().split_once(' ').expect("a timestamp and the line");
+    assert!(time.parse::<jiff::Timestamp>().is_ok() && line == "three", "{stamped:?}");
+    assert_eq!(viewer.ok(&["logs", "talker", "-c", "main"]).await, "one\ntwo\nthree\n");
+
+    // -f follows until the container ends: `finisher` prints its last line after 2 s.
+    eventually("finisher started", || async {
+        admin.output(&["logs", "finisher"]).await.ok().filter(|log| log.starts_with("start"))
+    })
+    .await;
+    let followed = admin.run(&["logs", "-f", "finisher"], None).await;
+    assert!(followed.success, "{}", followed.stderr);
+    assert_eq!(followed.stdout, "start\nend\n");
+    let previous = eventually("a previous run of restarter", || async {
+        admin.output(&["logs", "restarter", "--previous"]).await.ok().filter(|log| log.starts_with("run "))
+    })
+    .await;
+    assert_ne!(admin.ok(&["logs", "restarter"]).await, "", "the current run has its own log");
+    assert!(previous.lines().count() == 1, "{previous:?}");
+
+    let said = admin.ok(&["exec", "talker", "--", "sh", "-c", "echo hello from $HOSTNAME"]).await;
+    assert_eq!(said, "hello from talker\n");
+    let failed = admin.run(&["exec", "talker", "--", "sh", "-c", "echo oops >&2; exit 3"], None).await;
+    assert_eq!(failed.code, Some(3), "{failed:?}");
+    assert!(
+        failed.stderr.contains("oops") && failed.stderr.contains("command terminated with exit code 3"),
+        "{failed:?}"
+    );
+    let piped = admin.run(&["exec", "-i", "talker", "--", "tr", "a-z", "A-Z"], Some("shout\n")).await;
+    assert_eq!(piped.stdout, "SHOUT\n", "{piped:?}");
+    let missing = admin.run(&["exec", "talker", "--", "shoal-no-such-program"], None).await;
+    assert!(!missing.success && missing.stderr.contains("executable file not found"), "{missing:?}");
+    let completed = admin.run(&["exec", "finisher", "--", "true"], None).await;
+    assert!(!completed.success && completed.stderr.contains("completed pod"), "{completed:?}");
+    let refused = viewer.run(&["exec", "talker", "--", "true"], None).await;
+    assert!(!refused.success && refused.stderr.contains("Forbidden"), "{refused:?}");
+}
+
+/// Polls `check` until it returns `Some`, failing after `CONVERGE_TIMEOUT` (agents start
+/// pods within a second; the margin is for a busy machine).
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT * 2;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}

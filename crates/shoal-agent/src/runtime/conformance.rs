@@ -20,6 +20,7 @@ pub async fn run_all<R: Runtime>(make: impl Fn() -> R) {
     stop_kills_the_whole_tree(&runtime).await;
     distinct_sandbox_addresses(&runtime).await;
     exec_in_container(&runtime).await;
+    interactive_exec(&runtime).await;
     readoption(&runtime, make()).await;
 }
 
@@ -218,6 +219,59 @@ pub async fn exec_in_container<R: Runtime>(runtime: &R) {
     assert_eq!(output.output, b"hi\n");
     let slow = runtime.exec(&id, &argv("sleep 30"), Duration::from_millis(200)).await.expect("execs");
     assert_eq!(slow.exit_code, None);
+    runtime.stop_container(&id, Duration::ZERO).await.expect("stops");
+    runtime.remove_container(&id).await.expect("removes");
+    runtime.remove_sandbox(&sandbox.config.pod_uid).await.expect("removes the sandbox");
+}
+
+/// An interactive exec streams stdin to the command and its stdout and stderr back, and reports
+/// its exit code; with a TTY the command's output comes from a terminal.
+pub async fn interactive_exec<R: Runtime>(runtime: &R) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let sandbox = sandbox(runtime, "interactive").await;
+    let id = runtime
+        .start_container(&sandbox, &shell("main", "while :; do sleep 0.05; done"))
+        .await
+        .expect("starts");
+    let argv = |script: &str| vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string()];
+    let options = super::ExecOptions { stdin: true, tty: false };
+    let mut process =
+        runtime.exec_interactive(&id, &argv("cat; echo oops >&2; exit 3"), options).await.expect("execs");
+    let mut stdin = process.stdin.take().expect("stdin was asked for");
+    stdin.write_all(b"hello\n").await.expect("writes");
+    drop(stdin);
+    let mut stdout = String::new();
+    process.stdout.read_to_string(&mut stdout).await.expect("reads stdout");
+    let mut stderr = String::new();
+    process
+        .stderr
+        .take()
+        .expect("stderr without a tty")
+        .read_to_string(&mut stderr)
+        .await
+        .expect("reads stderr");
+    assert_eq!((stdout.as_str(), stderr.as_str()), ("hello\n", "oops\n"));
+    assert_eq!(process.exit.await, Some(3));
+
+    let options = super::ExecOptions { stdin: true, tty: true };
+    let mut process =
+        runtime.exec_interactive(&id, &argv("tty; exit 0"), options).await.expect("execs with a tty");
+    let resize = process.resize.as_ref().expect("a terminal can be resized");
+    resize(120, 40);
+    let exit = tokio::time::timeout(Duration::from_secs(30), &mut process.exit).await.expect("ends");
+    assert_eq!(exit, Some(0));
+    let mut output = Vec::new();
+    let mut buffer = [0u8; 256];
+    // A terminal's master reads an error, not end-of-file, once the command is gone.
+    while let Ok(Ok(read @ 1..)) =
+        tokio::time::timeout(Duration::from_secs(5), process.stdout.read(&mut buffer)).await
+    {
+        output.extend_from_slice(&buffer[..read]);
+    }
+    let output = String::from_utf8_lossy(&output);
+    assert!(output.contains("/dev/pts/"), "tty printed {output:?}");
+    let missing = runtime.exec_interactive(&id, &["shoal-no-such-program".to_string()], options).await;
+    assert!(matches!(missing, Err(super::RuntimeError::InvalidContainer { .. })), "{missing:?}");
     runtime.stop_container(&id, Duration::ZERO).await.expect("stops");
     runtime.remove_container(&id).await.expect("removes");
     runtime.remove_sandbox(&sandbox.config.pod_uid).await.expect("removes the sandbox");

@@ -42,7 +42,8 @@ use tokio::io::unix::AsyncFd;
 use super::log_file::LogLimits;
 use super::{
     ContainerConfig, ContainerId, ContainerInfo, ContainerState, ContainerStats, EXEC_OUTPUT_BYTES_MAX,
-    ExecOutput, Exit, Runtime, RuntimeError, Sandbox, SandboxConfig,
+    ExecInput, ExecOptions, ExecOutput, ExecOutputStream, ExecProcess, Exit, Resize, Runtime, RuntimeError,
+    Sandbox, SandboxConfig,
 };
 
 /// How long a shim may take to start its container before the start is reported failed.
@@ -424,13 +425,7 @@ impl Runtime for ProcessRuntime {
         argv: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, RuntimeError> {
-        let dir = self.container_dir(id);
-        let spec: ShimSpec =
-            read_json(&dir.join("spec.json")).ok_or_else(|| RuntimeError::NoContainer { id: id.clone() })?;
-        let Some((program, args)) = argv.split_first() else {
-            return Err(RuntimeError::InvalidContainer { message: "exec needs a command".into() });
-        };
-        let mut command = spec.command(program, args);
+        let (_, program, mut command) = self.exec_command(id, argv)?;
         command.kill_on_drop(true);
         let mut child = match command.spawn() {
             Ok(child) => child,
@@ -468,6 +463,73 @@ impl Runtime for ProcessRuntime {
         }
     }
 
+    async fn exec_interactive(
+        &self,
+        id: &ContainerId,
+        argv: &[String],
+        options: ExecOptions,
+    ) -> Result<ExecProcess, RuntimeError> {
+        let (dir, program, mut command) = self.exec_command(id, argv)?;
+        let io_error = |action: &'static str| {
+            let path = dir.clone();
+            move |source| RuntimeError::Io { action, path, source }
+        };
+        let mut terminal = None;
+        if options.tty {
+            let (master, slave) = open_pty().map_err(io_error("opening a terminal for an exec in"))?;
+            let clone = |file: &std::fs::File| {
+                file.try_clone().map_err(io_error("opening a terminal for an exec in"))
+            };
+            command.stdin(clone(&slave)?).stdout(clone(&slave)?).stderr(slave);
+            terminal = Some(master);
+        } else if options.stdin {
+            command.stdin(Stdio::piped());
+        }
+        let mut child = command.spawn().map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => RuntimeError::InvalidContainer {
+                message: format!("exec: {program:?}: executable file not found in $PATH"),
+            },
+            _ => RuntimeError::InvalidContainer { message: format!("exec: {program:?}: {source}") },
+        })?;
+        let group = child.id().and_then(|pid| Pid::from_raw(pid as i32));
+        let kill = Box::new(move || {
+            if let Some(group) = group {
+                let _ = rustix::process::kill_process_group(group, Signal::KILL);
+            }
+        });
+        let (stdin, stdout, stderr, resize): (
+            Option<ExecInput>,
+            ExecOutputStream,
+            Option<ExecOutputStream>,
+            Option<Resize>,
+        ) = match terminal {
+            Some(master) => {
+                let clone = || master.try_clone().map_err(io_error("sharing the terminal of an exec in"));
+                let (reader, writer, sizer) = (clone()?, clone()?, master);
+                let resize = move |columns: u16, rows: u16| {
+                    let size = rustix::termios::Winsize {
+                        ws_row: rows,
+                        ws_col: columns,
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    let _ = rustix::termios::tcsetwinsize(&sizer, size);
+                };
+                let stdin: Option<ExecInput> =
+                    options.stdin.then(|| Box::new(tokio::fs::File::from_std(writer)) as _);
+                (stdin, Box::new(tokio::fs::File::from_std(reader)), None, Some(Box::new(resize)))
+            }
+            None => (
+                child.stdin.take().map(|stdin| Box::new(stdin) as _),
+                Box::new(child.stdout.take().expect("piped")),
+                child.stderr.take().map(|stderr| Box::new(stderr) as _),
+                None,
+            ),
+        };
+        let exit = Box::pin(async move { child.wait().await.ok().and_then(|status| status.code()) });
+        Ok(ExecProcess { stdin, stdout, stderr, resize, exit, kill })
+    }
+
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats, RuntimeError> {
         let state: ShimState = read_json(&self.container_dir(id).join("state.json"))
             .ok_or_else(|| RuntimeError::NoContainer { id: id.clone() })?;
@@ -480,6 +542,22 @@ impl Runtime for ProcessRuntime {
 }
 
 impl ProcessRuntime {
+    /// `argv` as a command of the container `id`: its directory, the program, the command.
+    fn exec_command<'a>(
+        &self,
+        id: &ContainerId,
+        argv: &'a [String],
+    ) -> Result<(PathBuf, &'a str, tokio::process::Command), RuntimeError> {
+        let dir = self.container_dir(id);
+        let spec: ShimSpec =
+            read_json(&dir.join("spec.json")).ok_or_else(|| RuntimeError::NoContainer { id: id.clone() })?;
+        let Some((program, args)) = argv.split_first() else {
+            return Err(RuntimeError::InvalidContainer { message: "exec needs a command".into() });
+        };
+        let command = spec.command(program, args);
+        Ok((dir, program, command))
+    }
+
     /// Starts the container's shim and waits until it reports the container started (or not).
     async fn spawn_shim(&self, id: &ContainerId, dir: &Path) -> Result<(), RuntimeError> {
         let shim_log = std::fs::File::create(dir.join("shim.log")).map_err(|source| RuntimeError::Io {
@@ -570,6 +648,24 @@ fn image_name(image: &str) -> &str {
     let without_digest = image.split('@').next().unwrap_or(image);
     let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
     last.split(':').next().unwrap_or(last)
+}
+
+/// A new pseudo-terminal: the master side, and the slave side opened for a command. The
+/// command gets no controlling terminal (that needs `setsid` and `TIOCSCTTY` between fork and
+/// exec, which safe Rust cannot do), so shells run without job control.
+fn open_pty() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    use rustix::pty::OpenptFlags;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    let name = rustix::pty::ptsname(&master, Vec::new())?;
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
+        .open(std::ffi::OsStr::from_bytes(name.as_bytes()))?;
+    Ok((std::fs::File::from(master), slave))
 }
 
 /// An exit status as Kubernetes reports it: the code, or 128 + the signal, and the signal.
