@@ -118,6 +118,7 @@ impl ContainerRecord {
 pub enum KillReason {
     LivenessFailed,
     StartupFailed,
+    PostStartHookFailed,
     PodDeleted,
 }
 

@@ -38,8 +38,16 @@ pub fn pod_status(pod: &Pod, records: &Records, facts: &StatusFacts<'_>) -> PodS
     let containers = spec.containers;
     let previous = pod.status.as_ref();
     let initialized = init_containers.iter().all(|container| succeeded(records.get(&container.name)));
+    // How kubelet names a pod in messages: `name_namespace(uid)`.
+    let meta = &pod.metadata;
+    let pod_label = format!(
+        "{}_{}({})",
+        meta.name.as_deref().unwrap_or_default(),
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.uid.as_deref().unwrap_or_default()
+    );
     let status_of = |container: &Container, init: bool| {
-        container_status(container, records.get(&container.name), init, initialized, facts)
+        container_status(container, records.get(&container.name), init, initialized, &pod_label, facts)
     };
     let init_statuses: Vec<ContainerStatus> =
         init_containers.iter().map(|container| status_of(container, true)).collect();
@@ -141,6 +149,7 @@ fn container_status(
     record: Option<&ContainerRecord>,
     init: bool,
     initialized: bool,
+    pod_label: &str,
     facts: &StatusFacts<'_>,
 ) -> ContainerStatus {
     let waiting = |reason: &str, message: Option<String>| K8sState {
@@ -181,7 +190,7 @@ fn container_status(
             let record = record.expect("a run has a record");
             if facts.plan.backing_off.contains(&container.name) {
                 let message = format!(
-                    "back-off {}s restarting failed container={}",
+                    "back-off {}s restarting failed container={} pod={pod_label}",
                     record.restart_delay.as_secs(),
                     container.name
                 );
@@ -307,7 +316,10 @@ mod tests {
         assert_eq!(main.restart_count, 1);
         let waiting = main.state.clone().unwrap().waiting.unwrap();
         assert_eq!(waiting.reason.as_deref(), Some("CrashLoopBackOff"));
-        assert_eq!(waiting.message.as_deref(), Some("back-off 10s restarting failed container=main"));
+        assert_eq!(
+            waiting.message.as_deref(),
+            Some("back-off 10s restarting failed container=main pod=p_default(u)")
+        );
         assert_eq!(main.last_state.clone().unwrap().terminated.unwrap().exit_code, 2);
     }
 

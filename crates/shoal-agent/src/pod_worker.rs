@@ -38,6 +38,8 @@ const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 const API_TIMEOUT: Duration = Duration::from_secs(10);
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 const GRACE_PERIOD_DEFAULT: Duration = Duration::from_secs(30);
+/// How long a postStart hook may run (kubelet bounds it by the pod's grace period).
+const POST_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Container runs kept per container name: the current one and the one before (`--previous`).
 const RUNS_KEPT: u32 = 2;
 
@@ -575,6 +577,7 @@ impl<R: Runtime> PodWorker<R> {
                 self.start_probes(name, kinds);
                 self.settle_without_probes(name);
                 self.forget_old_runs(name, attempt).await;
+                self.post_start(name, &container, &id).await;
             }
             Err(error) => {
                 self.event(Some(name), EventType::Warning, "Failed", format!("Error: {error}"));
@@ -678,6 +681,9 @@ impl<R: Runtime> PodWorker<R> {
                 format!("Container {name} failed liveness probe, will be restarted")
             }
             KillReason::StartupFailed => format!("Container {name} failed startup probe, will be restarted"),
+            KillReason::PostStartHookFailed => {
+                format!("FailedPostStartHook: container {name} will be restarted")
+            }
         };
         self.event(Some(name), EventType::Normal, "Killing", message);
         let deadline = Instant::now() + grace;
@@ -702,7 +708,7 @@ impl<R: Runtime> PodWorker<R> {
         let probe_seconds = match reason {
             KillReason::LivenessFailed => container.liveness_probe.as_ref(),
             KillReason::StartupFailed => container.startup_probe.as_ref(),
-            KillReason::PodDeleted => None,
+            KillReason::PodDeleted | KillReason::PostStartHookFailed => None,
         }
         .and_then(|probe| probe.termination_grace_period_seconds);
         let deletion_seconds = self.pod.metadata.deletion_grace_period_seconds;
@@ -711,6 +717,22 @@ impl<R: Runtime> PodWorker<R> {
             _ => probe_seconds.or(spec_seconds),
         };
         seconds.map_or(GRACE_PERIOD_DEFAULT, |seconds| Duration::from_secs(seconds.max(0) as u64))
+    }
+
+    /// Runs the container's postStart hook, as kubelet does before it counts the container
+    /// started; a failed hook has the container killed (and restarted as its policy says).
+    async fn post_start(&mut self, name: &str, container: &Container, id: &ContainerId) {
+        let Some(hook) = container.lifecycle.as_ref().and_then(|lifecycle| lifecycle.post_start.clone())
+        else {
+            return;
+        };
+        if let Err(message) = self.run_hook(&hook, container, id, POST_START_TIMEOUT).await {
+            let message = format!("PostStartHook failed: {message}");
+            self.event(Some(name), EventType::Warning, "FailedPostStartHook", message);
+            if let Some(record) = self.records.get_mut(name) {
+                record.kill_requested = Some(KillReason::PostStartHookFailed);
+            }
+        }
     }
 
     /// Runs a lifecycle hook (exec, httpGet, tcpSocket or sleep) within `timeout`.

@@ -282,11 +282,37 @@ async fn lifecycle_restarts_probes_and_bad_specs() {
 }
 
 // Deleting a pod stops its containers gracefully, SIGTERM first and SIGKILL once the grace
-// period is over, and only then removes the pod object.
+// period is over, and only then removes the pod object; postStart and preStop hooks run
+// (they leave marks in a hostPath volume), and a failing postStart hook restarts its
+// container.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_deletion() {
+async fn graceful_deletion_and_hooks() {
     let (_cluster, client) = cluster_with_agent().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let marks = tempfile::tempdir().expect("a directory for the hooks' marks");
+    let mut hooked = shell("main", "sleep 1000");
+    hooked["volumeMounts"] = json!([{ "name": "marks", "mountPath": "/marks" }]);
+    hooked["lifecycle"] = json!({
+        "postStart": { "exec": { "command": ["/bin/sh", "-c", "echo started > marks/post-start"] } },
+        "preStop": { "exec": { "command": ["/bin/sh", "-c", "echo stopping > marks/pre-stop"] } },
+    });
+    let volumes = json!([{ "name": "marks", "hostPath": { "path": marks.path(), "type": "Directory" } }]);
+    create(&pods, pod("hooked", json!({ "containers": [hooked], "volumes": volumes }))).await;
+    let mut failing = shell("main", "sleep 1000");
+    failing["lifecycle"] = json!({ "postStart": { "exec": { "command": ["/bin/sh", "-c", "exit 1"] } } });
+    create(&pods, pod("bad-hook", json!({ "containers": [failing] }))).await;
+    wait_pod(&pods, "hooked", "Running", |pod| (phase(pod) == Some("Running")).then_some(())).await;
+    assert_eq!(std::fs::read_to_string(marks.path().join("post-start")).ok().as_deref(), Some("started\n"));
+    pods.delete("hooked", &DeleteParams::default()).await.expect("delete");
+    wait_until("hooked gone", || async { pods.get_opt("hooked").await.ok()?.is_none().then_some(()) }).await;
+    assert_eq!(std::fs::read_to_string(marks.path().join("pre-stop")).ok().as_deref(), Some("stopping\n"));
+    wait_pod(&pods, "bad-hook", "restarted after its postStart hook failed", |pod| {
+        container_status(pod, "main").filter(|status| status.restart_count >= 1)
+    })
+    .await;
+    let events = events_of(&client, "bad-hook").await;
+    assert!(events.iter().any(|(reason, _)| reason == "FailedPostStartHook"), "{events:?}");
+
     let stubborn = shell("main", "trap '' TERM; while :; do sleep 0.1; done");
     create(&pods, pod("stubborn", json!({ "terminationGracePeriodSeconds": 3, "containers": [stubborn] })))
         .await;
