@@ -196,10 +196,43 @@ async fn node_joins_and_runs_pods() {
     let exit = container_status(&failed, "main").and_then(|s| s.state?.terminated).expect("terminated");
     assert_eq!(exit.exit_code, 4);
 
-    let events = events_of(&client, "web").await;
-    for reason in ["Pulled", "Created", "Started"] {
-        assert!(events.iter().any(|(r, _)| r == reason), "event {reason} in {events:?}");
-    }
+    // A configMap volume follows its ConfigMap.
+    let mut reader = shell("main", "sleep 1000");
+    reader["volumeMounts"] = json!([{ "name": "settings", "mountPath": "/etc/settings" }]);
+    let volumes = json!([{ "name": "settings", "configMap": { "name": "settings" } }]);
+    create(&pods, pod("reader", json!({ "containers": [reader], "volumes": volumes }))).await;
+    wait_pod(&pods, "reader", "Running", |pod| (phase(pod) == Some("Running")).then_some(())).await;
+    let read = |script: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let command = vec!["/bin/sh".to_owned(), "-c".to_owned(), script.to_owned()];
+            let mut attached =
+                pods.exec("reader", command, &kube::api::AttachParams::default().stderr(false)).await.ok()?;
+            let mut stdout = attached.stdout()?;
+            let mut text = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut text).await.ok()?;
+            Some(text)
+        }
+    };
+    assert_eq!(read("cat etc/settings/greeting").await.as_deref(), Some("hello"));
+    let patch = json!({ "data": { "greeting": "bonjour" } });
+    config_maps
+        .patch("settings", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    wait_until("the volume's file updated", || async {
+        (read("cat etc/settings/greeting").await.as_deref() == Some("bonjour")).then_some(())
+    })
+    .await;
+
+    wait_until("web's Pulled, Created and Started events", || async {
+        let events = events_of(&client, "web").await;
+        ["Pulled", "Created", "Started"]
+            .iter()
+            .all(|reason| events.iter().any(|(r, _)| r == reason))
+            .then_some(())
+    })
+    .await;
 }
 
 // Crashes restart with back-off and count; a failing liveness probe restarts its container;
@@ -240,19 +273,18 @@ async fn lifecycle_restarts_probes_and_bad_specs() {
         container_status(pod, "main").filter(|status| status.restart_count >= 1)
     })
     .await;
-    let events = events_of(&client, "unhealthy").await;
-    assert!(
-        events
+    // Events are sent in the background, so they may trail the status.
+    wait_until("the liveness events", || async {
+        let events = events_of(&client, "unhealthy").await;
+        let unhealthy = events
             .iter()
-            .any(|(reason, message)| reason == "Unhealthy" && message.starts_with("Liveness probe failed")),
-        "{events:?}"
-    );
-    assert!(
-        events
+            .any(|(reason, message)| reason == "Unhealthy" && message.starts_with("Liveness probe failed"));
+        let killing = events
             .iter()
-            .any(|(reason, message)| reason == "Killing" && message.contains("failed liveness probe")),
-        "{events:?}"
-    );
+            .any(|(reason, message)| reason == "Killing" && message.contains("failed liveness probe"));
+        (unhealthy && killing).then_some(())
+    })
+    .await;
 
     let unready =
         wait_pod(&pods, "unready", "running", |pod| (phase(pod) == Some("Running")).then(|| pod.clone()))
@@ -310,8 +342,11 @@ async fn graceful_deletion_and_hooks() {
         container_status(pod, "main").filter(|status| status.restart_count >= 1)
     })
     .await;
-    let events = events_of(&client, "bad-hook").await;
-    assert!(events.iter().any(|(reason, _)| reason == "FailedPostStartHook"), "{events:?}");
+    wait_until("the FailedPostStartHook event", || async {
+        let events = events_of(&client, "bad-hook").await;
+        events.iter().any(|(reason, _)| reason == "FailedPostStartHook").then_some(())
+    })
+    .await;
 
     let stubborn = shell("main", "trap '' TERM; while :; do sleep 0.1; done");
     create(&pods, pod("stubborn", json!({ "terminationGracePeriodSeconds": 3, "containers": [stubborn] })))
