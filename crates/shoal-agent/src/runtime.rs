@@ -18,7 +18,9 @@
 //! - keep containers running when the agent exits, and report them from
 //!   [`Runtime::list_containers`] to a new instance over the same state, which can then stop
 //!   and wait for them as if it had started them (re-adoption);
-//! - never report `Running` for a container whose process has exited.
+//! - never report `Running` for a container whose process has exited;
+//! - not list a container whose [`Runtime::start_container`] has not returned, rather than
+//!   report it as exited while it starts (other pods' workers list containers meanwhile).
 
 pub mod conformance;
 pub mod log_file;

@@ -21,6 +21,7 @@ pub async fn run_all<R: Runtime>(make: impl Fn() -> R) {
     distinct_sandbox_addresses(&runtime).await;
     exec_in_container(&runtime).await;
     interactive_exec(&runtime).await;
+    listing_while_starting(&runtime).await;
     readoption(&runtime, make()).await;
 }
 
@@ -301,6 +302,36 @@ pub async fn readoption<R: Runtime>(first: &R, second: R) {
         second.remove_container(&id).await.expect("removes");
     }
     second.remove_sandbox(&sandbox.config.pod_uid).await.expect("removes the sandbox");
+}
+
+/// Listing containers while one starts (as other pods' workers do) never reports it exited:
+/// it is not listed until its start returns, then it runs.
+pub async fn listing_while_starting<R: Runtime>(runtime: &R) {
+    let sandbox = sandbox(runtime, "concurrent").await;
+    let started = std::sync::atomic::AtomicBool::new(false);
+    let start = async {
+        let id = runtime.start_container(&sandbox, &shell("main", "sleep 30")).await.expect("starts");
+        started.store(true, std::sync::atomic::Ordering::SeqCst);
+        id
+    };
+    let list = async {
+        let mut seen = Vec::new();
+        while !started.load(std::sync::atomic::Ordering::SeqCst) {
+            let listed = runtime.list_containers().await.expect("lists");
+            seen.extend(listed.into_iter().filter(|info| info.pod_uid == sandbox.config.pod_uid));
+            tokio::task::yield_now().await;
+        }
+        seen
+    };
+    let (id, seen) = tokio::join!(start, list);
+    let exited = seen.iter().find(|info| !matches!(info.state, ContainerState::Running { .. }));
+    assert!(exited.is_none(), "listed as exited while it started: {exited:?}");
+    let listed = runtime.list_containers().await.expect("lists");
+    let info = listed.iter().find(|info| info.id == id).expect("listed once started");
+    assert!(matches!(info.state, ContainerState::Running { .. }), "{info:?}");
+    runtime.stop_container(&id, Duration::from_secs(1)).await.expect("stops");
+    runtime.remove_container(&id).await.expect("removes");
+    runtime.remove_sandbox(&sandbox.config.pod_uid).await.expect("removes the sandbox");
 }
 
 async fn wait_for_log<R: Runtime>(runtime: &R, sandbox: &Sandbox, container: &str, text: &str) {

@@ -27,7 +27,7 @@
 
 pub mod shim;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
@@ -107,6 +107,28 @@ pub struct ProcessRuntime {
     sandboxes: tokio::sync::Mutex<()>,
     /// Shims this instance spawned, kept to reap them once they exit.
     children: Mutex<HashMap<ContainerId, tokio::process::Child>>,
+    /// Containers whose start has not returned. Until their shim writes `state.json` they
+    /// look like containers whose shim died, so listings leave them out.
+    starting: Mutex<HashSet<ContainerId>>,
+}
+
+/// Marks a container as starting until dropped.
+struct Starting<'a> {
+    starting: &'a Mutex<HashSet<ContainerId>>,
+    id: ContainerId,
+}
+
+impl<'a> Starting<'a> {
+    fn new(starting: &'a Mutex<HashSet<ContainerId>>, id: &ContainerId) -> Self {
+        starting.lock().expect("starting lock").insert(id.clone());
+        Self { starting, id: id.clone() }
+    }
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.starting.lock().expect("starting lock").remove(&self.id);
+    }
 }
 
 impl std::fmt::Debug for ProcessRuntime {
@@ -161,7 +183,12 @@ impl ProcessRuntime {
         for dir in [config.state_dir.join("pods"), config.state_dir.join("logs")] {
             create_dir(&dir)?;
         }
-        Ok(Self { config, sandboxes: tokio::sync::Mutex::new(()), children: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            config,
+            sandboxes: tokio::sync::Mutex::new(()),
+            children: Mutex::new(HashMap::new()),
+            starting: Mutex::new(HashSet::new()),
+        })
     }
 
     fn pod_dir(&self, pod_uid: &str) -> PathBuf {
@@ -303,6 +330,7 @@ impl Runtime for ProcessRuntime {
         if dir.exists() {
             return Err(RuntimeError::InvalidContainer { message: format!("container {id} already exists") });
         }
+        let _starting = Starting::new(&self.starting, &id);
         let root = dir.join("root");
         create_dir(&root)?;
         let working_dir = match &config.working_dir {
@@ -406,6 +434,9 @@ impl Runtime for ProcessRuntime {
                 let Some((name, attempt)) = entry.rsplit_once('.') else { continue };
                 let Ok(attempt) = attempt.parse() else { continue };
                 let id = ContainerId::new(&pod_uid, name, attempt);
+                if self.starting.lock().expect("starting lock").contains(&id) {
+                    continue;
+                }
                 let state = self.state_of(&id);
                 containers.push(ContainerInfo {
                     id,
