@@ -1,5 +1,5 @@
 //! The agent's own HTTPS API on the kubelet port: what the API server proxies to a node for
-//! `kubectl logs` (and, later, exec and metrics). Only the API servers (group
+//! `kubectl logs`, and the CPU and memory figures behind `kubectl top` (`stats`). Only the API servers (group
 //! [`API_SERVER_GROUP`]) and cluster administrators (`system:masters`) may call it, each with
 //! a client certificate from the cluster CA.
 
@@ -127,6 +127,7 @@ async fn handle<R: Runtime>(
         (http::Method::GET, ["exec", namespace, pod, container]) => {
             exec(request, runtime, namespace, pod, container, &query).await
         }
+        (http::Method::GET, ["stats", "summary"]) => crate::stats::summary_response(runtime.as_ref()).await,
         _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
     }
 }

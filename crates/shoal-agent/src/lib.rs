@@ -14,4 +14,5 @@ pub mod pod_status;
 pub mod pod_worker;
 pub mod probe;
 pub mod runtime;
+pub mod stats;
 pub mod volumes;
