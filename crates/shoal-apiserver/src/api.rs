@@ -329,19 +329,20 @@ impl Api {
         let verb = crate::dispatch::verb(call);
         let target = &call.target;
         let stored;
-        let object =
-            if call.user.node_name().is_some() && target.resource.plural == "pods" && target.name.is_some() {
-                let name = target.name.unwrap_or_default();
-                stored = self
-                    .objects
-                    .get(target.resource, target.namespace, name, crate::objects::ReadAt::Any)
-                    .await?;
-                stored.as_ref().map(|stored| &stored.object)
-            } else {
-                None
-            };
+        let core_pod = target.resource.group.is_empty() && target.resource.plural == "pods";
+        let object = if call.user.node_name().is_some() && core_pod && target.name.is_some() {
+            let name = target.name.unwrap_or_default();
+            stored = self
+                .objects
+                .get(target.resource, target.namespace, name, crate::objects::ReadAt::Any)
+                .await?;
+            stored.as_ref().map(|stored| &stored.object)
+        } else {
+            None
+        };
         let attributes = Attributes {
             verb,
+            group: target.resource.group,
             resource: target.resource.plural,
             subresource: target.subresource.unwrap_or(""),
             namespace: target.namespace.unwrap_or(""),

@@ -7,10 +7,11 @@
 //! `/shoal/v1/ca`, is served before authentication. Authorization denies by default and
 //! allows by role:
 //! - `system:masters`: everything;
-//! - `shoal:viewers`: get, list and watch of everything but Secrets;
+//! - `shoal:viewers`: get, list and watch of everything but Secrets (metrics included);
 //! - `system:nodes` with user `system:node:<name>`: reads what an agent needs, writes only its
 //!   own Node and node Lease, status of pods bound to it, and Events (the caller passes the
-//!   object so the pod's node can be checked);
+//!   object so the pod's node can be checked); nothing outside the groups an agent uses, so
+//!   not `metrics.k8s.io`'s `nodes` and `pods`;
 //! - `system:bootstrappers` (bootstrap tokens): joining (`may_join`), and nothing else;
 //! - every authenticated user: discovery, version, OpenAPI, and access reviews of itself.
 
@@ -115,6 +116,8 @@ impl TokenAuthenticator {
 #[derive(Debug, Clone, Copy)]
 pub struct Attributes<'a> {
     pub verb: &'a str,
+    /// The resource's API group, empty for the core group.
+    pub group: &'a str,
     /// Empty for non-resource requests (discovery, version, OpenAPI).
     pub resource: &'a str,
     pub subresource: &'a str,
@@ -153,13 +156,13 @@ pub fn may_join(user: &User) -> bool {
 /// The node role: an agent reads what it needs and writes only what is its own.
 fn authorize_node(node: &str, attributes: &Attributes<'_>) -> bool {
     let reading = READ_VERBS.contains(&attributes.verb);
-    match attributes.resource {
-        "nodes" => reading || attributes.verb == "create" || attributes.name == node,
-        "leases" => {
+    match (attributes.group, attributes.resource) {
+        ("", "nodes") => reading || attributes.verb == "create" || attributes.name == node,
+        ("coordination.k8s.io", "leases") => {
             attributes.namespace == "kube-node-lease"
                 && (reading || attributes.name == node || attributes.verb == "create")
         }
-        "pods" => {
+        ("", "pods") => {
             if reading {
                 return true;
             }
@@ -174,8 +177,9 @@ fn authorize_node(node: &str, attributes: &Attributes<'_>) -> bool {
                     ("update" | "patch", "status") | ("delete", "")
                 )
         }
-        "events" => matches!(attributes.verb, "create" | "patch" | "update"),
-        "services" | "endpoints" | "endpointslices" | "configmaps" | "secrets" | "namespaces" => reading,
+        ("" | "events.k8s.io", "events") => matches!(attributes.verb, "create" | "patch" | "update"),
+        ("", "services" | "endpoints" | "configmaps" | "secrets" | "namespaces")
+        | ("discovery.k8s.io", "endpointslices") => reading,
         _ => false,
     }
 }
@@ -197,7 +201,12 @@ mod tests {
         object: Option<&Value>,
         allowed: bool,
     ) {
-        let attributes = Attributes { verb, resource, subresource, namespace: "default", name, object };
+        let (group, resource) = match resource.split_once('.') {
+            Some((resource, group)) => (group, resource),
+            None => ("", resource),
+        };
+        let attributes =
+            Attributes { verb, group, resource, subresource, namespace: "default", name, object };
         assert_eq!(
             authorize(user, &attributes),
             allowed,
@@ -230,6 +239,18 @@ mod tests {
         check(&stranger, "create", "selfsubjectaccessreviews", "", "", None, true);
         // A user claiming the node prefix without the group is not a node.
         check(&user("system:node:n1", &[]), "update", "nodes", "", "n1", None, false);
+        // Metrics (`kubectl top`) are for admins and viewers; a node's role is confined to the
+        // groups of what an agent reads, so the same plurals elsewhere are not its.
+        for metrics in ["nodes.metrics.k8s.io", "pods.metrics.k8s.io"] {
+            check(&admin, "list", metrics, "", "", None, true);
+            check(&viewer, "list", metrics, "", "", None, true);
+            check(&viewer, "get", metrics, "", "n1", None, true);
+            check(&node, "list", metrics, "", "", None, false);
+            check(&node, "get", metrics, "", "n1", None, false);
+            check(&stranger, "list", metrics, "", "", None, false);
+        }
+        check(&node, "list", "nodes", "", "", None, true);
+        check(&node, "list", "endpointslices.discovery.k8s.io", "", "", None, true);
     }
 
     // A bootstrap token may join and see discovery, and is refused every resource verb, on

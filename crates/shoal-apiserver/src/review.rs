@@ -21,14 +21,16 @@ pub fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
     };
     let allowed = match (&attributes, &non_resource) {
         (Some(_), _) => {
-            let (verb, resource, subresource) = (
+            let (verb, group, resource, subresource) = (
                 field(&attributes, "verb"),
+                field(&attributes, "group"),
                 field(&attributes, "resource"),
                 field(&attributes, "subresource"),
             );
             let (namespace, name) = (field(&attributes, "namespace"), field(&attributes, "name"));
             let attributes = Attributes {
                 verb: &verb,
+                group: &group,
                 resource: if resource.is_empty() { "*" } else { &resource },
                 subresource: &subresource,
                 namespace: &namespace,
