@@ -41,8 +41,10 @@ pub struct Api {
     pub(crate) cluster_ca_pem: Option<String>,
     /// The cluster CA with its key, which signs node credentials; joins get 503 without it.
     pub(crate) signer: Option<Arc<shoal_pki::ClusterCa>>,
-    /// Reaches agents' kubelet ports; `pods/log` gets 503 without it.
+    /// Reaches agents' kubelet ports; `pods/log` and metrics get 503 without it.
     pub(crate) node_dialer: Option<crate::node_proxy::NodeDialer>,
+    /// Nodes' earlier summaries, for `metrics.k8s.io` rates.
+    pub(crate) sampler: crate::metrics::Sampler,
 }
 
 /// The query parameters the API understands.
@@ -170,10 +172,11 @@ impl Api {
             cluster_ca_pem: None,
             signer: None,
             node_dialer: None,
+            sampler: crate::metrics::Sampler::default(),
         }
     }
 
-    /// Lets the API reach agents, for `pods/log`.
+    /// Lets the API reach agents, for `pods/log` and `metrics.k8s.io`.
     pub fn with_node_dialer(mut self, dialer: Option<crate::node_proxy::NodeDialer>) -> Self {
         self.node_dialer = dialer;
         self

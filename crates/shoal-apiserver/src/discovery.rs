@@ -210,4 +210,46 @@ mod tests {
         assert_eq!(deployments["scope"], "Namespaced");
         assert!(aggregated(true)["items"].as_array().is_some_and(|items| items.len() == 1));
     }
+
+    // kubectl top looks for metrics.k8s.io/v1beta1 among the groups, then gets and lists
+    // NodeMetrics and PodMetrics: both discovery forms list them read-only, with their scopes.
+    #[test]
+    fn metrics_group_is_discoverable_read_only() {
+        let group = aggregated(false)["items"]
+            .as_array()
+            .and_then(|groups| groups.iter().find(|group| group["metadata"]["name"] == "metrics.k8s.io"))
+            .cloned()
+            .expect("metrics.k8s.io is in aggregated discovery");
+        assert_eq!(group["versions"][0]["version"], "v1beta1");
+        let resources = group["versions"][0]["resources"].as_array().expect("resources").clone();
+        let summary: Vec<(&str, &str, &str)> = resources
+            .iter()
+            .map(|r| {
+                (
+                    r["resource"].as_str().unwrap(),
+                    r["responseKind"]["kind"].as_str().unwrap(),
+                    r["scope"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(summary, [("nodes", "NodeMetrics", "Cluster"), ("pods", "PodMetrics", "Namespaced")]);
+        assert!(resources.iter().all(|r| r["verbs"] == json!(["get", "list"])));
+        assert!(api_group_list()["groups"].as_array().is_some_and(|groups| {
+            groups.iter().any(|g| {
+                g["name"] == "metrics.k8s.io"
+                    && g["preferredVersion"]["groupVersion"] == "metrics.k8s.io/v1beta1"
+            })
+        }));
+        let legacy = resource_list("metrics.k8s.io", "v1beta1");
+        assert_eq!(legacy["groupVersion"], "metrics.k8s.io/v1beta1");
+        let names: Vec<(&str, &str, bool)> = legacy["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .map(|r| {
+                (r["name"].as_str().unwrap(), r["kind"].as_str().unwrap(), r["namespaced"].as_bool().unwrap())
+            })
+            .collect();
+        assert_eq!(names, [("nodes", "NodeMetrics", false), ("pods", "PodMetrics", true)]);
+    }
 }

@@ -4,7 +4,8 @@ use http::Method;
 
 use crate::api::{Api, Call, Reply};
 use crate::error::ApiError;
-use crate::{read, review, watch, write};
+use crate::resource::Source;
+use crate::{metrics, read, review, watch, write};
 
 /// The Kubernetes verb of a request: `get`, `list`, `watch`, `create`, `update`, `patch`,
 /// `delete` or `deletecollection`.
@@ -30,11 +31,11 @@ pub fn verb(call: &Call<'_>) -> &'static str {
 
 pub async fn dispatch(api: &Api, call: Call<'_>) -> Result<Reply, ApiError> {
     let target = &call.target;
-    if !target.resource.stored {
-        return match call.method {
-            Method::POST => review::create(&call),
-            _ => Err(not_allowed(&call)),
-        };
+    match target.resource.source {
+        Source::Store => {}
+        Source::Review if call.method == Method::POST => return review::create(&call),
+        Source::Review => return Err(not_allowed(&call)),
+        Source::Metrics => return metrics::serve(api, &call).await,
     }
     let name = target.name;
     match (&call.method, name, target.subresource) {

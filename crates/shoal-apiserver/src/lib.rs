@@ -4,7 +4,8 @@
 //! body limits, errors as `Status`) → `dispatch` → the verb's module (`read`, `write`,
 //! `watch`, `review`), which runs writes through `admit` (decoding, defaulting, validation)
 //! and reaches the store only through `objects`. `join` issues node credentials for
-//! bootstrap tokens (`bootstrap_token`) and serves the CA certificate. `resource` is the table of served types that
+//! bootstrap tokens (`bootstrap_token`) and serves the CA certificate. `metrics` serves
+//! `metrics.k8s.io` from the agents' measurements. `resource` is the table of served types that
 //! discovery, routing and OpenAPI are computed from.
 
 pub mod admit;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod join;
 pub mod managed_fields;
 pub mod meta;
+pub mod metrics;
 pub mod node_proxy;
 pub mod objects;
 pub mod openapi;

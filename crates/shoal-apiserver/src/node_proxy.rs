@@ -1,5 +1,6 @@
 //! Requests the API server passes on to the agent of a pod's node (its kubelet port), as
-//! kube-apiserver does: `pods/log` today. The API server dials the node's InternalIP at its
+//! kube-apiserver does: `pods/log` and `pods/exec`; `metrics` fetches nodes' summaries with the
+//! same dialer. The API server dials the node's InternalIP at its
 //! advertised kubelet port over TLS, verifying the node's certificate against the cluster CA and
 //! presenting its own kubelet-client certificate (group `shoal:apiservers`).
 
@@ -81,7 +82,7 @@ impl NodeDialer {
     }
 
     /// `GET path` on the agent at `address` with `headers`; the response streams as it arrives.
-    async fn get(
+    pub(crate) async fn get(
         &self,
         address: SocketAddr,
         path_and_query: &str,
@@ -292,7 +293,7 @@ fn log_container(pod: &Value, name: &str, asked: Option<&str>) -> Result<String,
 
 /// Where a node's agent listens: its InternalIP (else any address that is an IP) and its
 /// advertised kubelet port.
-fn kubelet_address(node: &Value) -> Option<SocketAddr> {
+pub(crate) fn kubelet_address(node: &Value) -> Option<SocketAddr> {
     let addresses = node.pointer("/status/addresses").and_then(Value::as_array)?;
     let address_of = |kind: Option<&str>| {
         addresses.iter().find_map(|address| {

@@ -66,8 +66,14 @@ fn build(group: &str, version: &str) -> Value {
         let reference = schema.get("$ref").and_then(Value::as_str).unwrap_or_default().to_owned();
         kinds.push((rt, reference.rsplit('/').next().unwrap_or_default().to_owned()));
         let (collection, item) = resource_paths(rt);
-        paths.insert(item, item_operations(rt, &reference));
-        paths.insert(collection, collection_operations(rt, &reference));
+        for (path, operations) in
+            [(item, item_operations(rt, &reference)), (collection, collection_operations(rt, &reference))]
+        {
+            let operations = served(rt, operations);
+            if !operations.is_empty() {
+                paths.insert(path, Value::Object(operations));
+            }
+        }
     }
     let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     for (rt, name) in kinds {
@@ -160,6 +166,22 @@ fn collection_operations(rt: &ResourceType, reference: &str) -> Value {
     json!({"get": list, "post": post})
 }
 
+/// The operations (keyed by HTTP method) whose Kubernetes verb the resource serves: a
+/// read-only kind shows no writes, a review only its `post`.
+fn served(rt: &ResourceType, operations: Value) -> Map<String, Value> {
+    let Value::Object(mut operations) = operations else { unreachable!("operations are built as objects") };
+    operations.retain(|_, operation| {
+        let verb = match operation["x-kubernetes-action"].as_str() {
+            Some("post") => "create",
+            Some("put") => "update",
+            Some(action) => action,
+            None => "",
+        };
+        rt.verbs.contains(&verb)
+    });
+    operations
+}
+
 /// FNV-1a, hex: the document hash in `serverRelativeURL`, which only needs to change when
 /// the document does.
 fn hash(bytes: &[u8]) -> String {
@@ -193,5 +215,21 @@ mod tests {
         let index = index();
         let url = index["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().expect("url");
         assert!(url.starts_with("/openapi/v3/apis/apps/v1?hash="));
+    }
+
+    // A read-only kind's document has its schema and only the reads: metrics are not written.
+    #[test]
+    fn metrics_document_has_only_reads() {
+        let document = group_version("metrics.k8s.io", "v1beta1").expect("metrics.k8s.io/v1beta1 is served");
+        let item = &document["paths"]["/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods/{name}"];
+        let methods: Vec<&String> = item.as_object().expect("the item path").keys().collect();
+        assert_eq!(methods, ["get"]);
+        let collection = &document["paths"]["/apis/metrics.k8s.io/v1beta1/nodes"];
+        assert_eq!(collection["get"]["x-kubernetes-action"], "list");
+        assert!(collection.get("post").is_none());
+        let schema =
+            &document["components"]["schemas"]["io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics"];
+        assert_eq!(schema["x-kubernetes-group-version-kind"][0]["kind"], "NodeMetrics");
+        assert!(schema["properties"]["usage"].is_object());
     }
 }

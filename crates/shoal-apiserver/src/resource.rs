@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::managed_fields;
+use crate::metrics::types as metrics;
 use crate::strategic_merge::{self, PatchError};
 
 /// The verbs of an ordinary stored resource.
@@ -40,10 +41,24 @@ pub struct ResourceType {
     pub namespaced: bool,
     pub verbs: &'static [&'static str],
     pub subresources: &'static [Subresource],
-    /// Whether objects live in the store. Virtual types (reviews) are computed per request.
-    pub stored: bool,
+    /// Where its objects come from.
+    pub source: Source,
     pub codec: Codec,
 }
+
+/// Where a type's objects come from; only `Store` types have storage keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The replicated store, through `ObjectStore`: every verb of [`STORED_VERBS`].
+    Store,
+    /// Computed from the request's body and answered, never kept (SelfSubjectAccessReview).
+    Review,
+    /// Measured on the nodes by their agents, read-only (`metrics.k8s.io`, see `metrics`).
+    Metrics,
+}
+
+/// The verbs of the `metrics.k8s.io` kinds, as metrics-server serves them.
+pub const METRICS_VERBS: &[&str] = &["get", "list"];
 
 /// A subresource such as `pods/status`, as discovery lists it.
 #[derive(Debug)]
@@ -210,7 +225,7 @@ macro_rules! resource {
             namespaced: $namespaced,
             verbs: STORED_VERBS,
             subresources: $subresources,
-            stored: true,
+            source: Source::Store,
             codec: codec::<$ty>(),
         }
     };
@@ -272,8 +287,36 @@ pub static RESOURCES: &[ResourceType] = &[
         namespaced: false,
         verbs: &["create"],
         subresources: &[],
-        stored: false,
+        source: Source::Review,
         codec: codec::<authorization::SelfSubjectAccessReview>(),
+    },
+    ResourceType {
+        group: metrics::GROUP,
+        version: metrics::VERSION,
+        kind: "NodeMetrics",
+        plural: "nodes",
+        singular: "nodemetrics",
+        short_names: &[],
+        categories: &[],
+        namespaced: false,
+        verbs: METRICS_VERBS,
+        subresources: &[],
+        source: Source::Metrics,
+        codec: codec::<metrics::NodeMetrics>(),
+    },
+    ResourceType {
+        group: metrics::GROUP,
+        version: metrics::VERSION,
+        kind: "PodMetrics",
+        plural: "pods",
+        singular: "podmetrics",
+        short_names: &[],
+        categories: &[],
+        namespaced: true,
+        verbs: METRICS_VERBS,
+        subresources: &[],
+        source: Source::Metrics,
+        codec: codec::<metrics::PodMetrics>(),
     },
 ];
 

@@ -152,6 +152,30 @@ mod tests {
         check("/api/v1/namespaces/ns/pods/web/log/extra", None);
     }
 
+    // metrics.k8s.io's paths reach its own kinds, not the core ones of the same plural; its
+    // nodes are cluster-scoped.
+    #[test]
+    fn metrics_paths() {
+        fn kind(path: &str) -> Option<(&'static str, Option<&str>, Option<&str>)> {
+            match parse(path) {
+                Some(Route::Resource(target)) => Some((target.resource.kind, target.namespace, target.name)),
+                _ => None,
+            }
+        }
+        assert_eq!(kind("/apis/metrics.k8s.io/v1beta1/nodes"), Some(("NodeMetrics", None, None)));
+        assert_eq!(kind("/apis/metrics.k8s.io/v1beta1/nodes/a1"), Some(("NodeMetrics", None, Some("a1"))));
+        assert_eq!(kind("/apis/metrics.k8s.io/v1beta1/pods"), Some(("PodMetrics", None, None)));
+        assert_eq!(
+            kind("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/web"),
+            Some(("PodMetrics", Some("default"), Some("web")))
+        );
+        assert_eq!(kind("/apis/metrics.k8s.io/v1beta1/namespaces/default/nodes"), None);
+        assert_eq!(
+            parse("/apis/metrics.k8s.io/v1beta1"),
+            Some(Route::ResourceList { group: "metrics.k8s.io", version: "v1beta1" })
+        );
+    }
+
     // Discovery, OpenAPI and utility paths.
     #[test]
     fn other_paths() {
