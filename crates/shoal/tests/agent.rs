@@ -17,7 +17,13 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Fast restarts, so crash loops show within a test's patience.
 const AGENT_ARGS: [&str; 4] = ["--restart-backoff-initial-ms", "200", "--restart-backoff-max-ms", "1000"];
 
-async fn cluster_with_agent() -> (common::TestCluster, Client) {
+/// One cluster of this suite at a time: four clusters of 3 servers and an agent each, started
+/// at once on a 2-core CI machine that also compiles, can starve a Raft election past its
+/// deadline.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn cluster_with_agent() -> (common::TestCluster, Client, tokio::sync::MutexGuard<'static, ()>) {
+    let turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut cluster = common::start_cluster(3, &[]).await;
     cluster.start_agent("a1", 0, &AGENT_ARGS).await.expect("starting the agent");
     let client = cluster.admin_client(0).await.expect("admin client");
@@ -28,7 +34,7 @@ async fn cluster_with_agent() -> (common::TestCluster, Client) {
         (ready.status == "True").then_some(())
     })
     .await;
-    (cluster, client)
+    (cluster, client, turn)
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `SETTLE_TIMEOUT`.
@@ -106,7 +112,7 @@ async fn events_of(client: &Client, pod: &str) -> Vec<(String, String)> {
 // Succeeded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_joins_and_runs_pods() {
-    let (_cluster, client) = cluster_with_agent().await;
+    let (_cluster, client, _turn) = cluster_with_agent().await;
     let nodes: Api<Node> = Api::all(client.clone());
     let node = nodes.get("a1").await.expect("node a1");
     let status = node.status.expect("node status");
@@ -240,7 +246,7 @@ async fn node_joins_and_runs_pods() {
 // a missing ConfigMap are reported in the container's state and in events, not by a crash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_restarts_probes_and_bad_specs() {
-    let (_cluster, client) = cluster_with_agent().await;
+    let (_cluster, client, _turn) = cluster_with_agent().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     create(&pods, pod("crash", json!({ "containers": [shell("main", "echo crashing; exit 3")] }))).await;
     let mut liveness = shell("main", "sleep 1000");
@@ -319,7 +325,7 @@ async fn lifecycle_restarts_probes_and_bad_specs() {
 // container.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_deletion_and_hooks() {
-    let (_cluster, client) = cluster_with_agent().await;
+    let (_cluster, client, _turn) = cluster_with_agent().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let marks = tempfile::tempdir().expect("a directory for the hooks' marks");
     let mut hooked = shell("main", "sleep 1000");
@@ -368,7 +374,7 @@ async fn graceful_deletion_and_hooks() {
 // down) leaves pods untouched, and the agent reconciles once the API returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_stability_and_readoption() {
-    let (mut cluster, client) = cluster_with_agent().await;
+    let (mut cluster, client, _turn) = cluster_with_agent().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     create(&pods, pod("steady", json!({ "containers": [shell("main", "sleep 1000")] }))).await;
     let before = wait_pod(&pods, "steady", "Running", |pod| {
