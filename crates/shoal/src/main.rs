@@ -43,6 +43,8 @@ enum BenchCommand {
     Store(bench::BenchStoreArgs),
     /// The Kubernetes API of a 3-server cluster: latency, throughput, list size, watch fan-out.
     Api(bench::api::BenchApiArgs),
+    /// A node agent under 3 servers: pod start latency through a watch, the agent's memory.
+    Agent(bench::agent::BenchAgentArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             Command::Token(TokenCommand::Create(args)) => token::run_create(args).await,
             Command::Bench(BenchCommand::Store(args)) => bench::run(args).await,
             Command::Bench(BenchCommand::Api(args)) => bench::api::run(args).await,
+            Command::Bench(BenchCommand::Agent(args)) => bench::agent::run(args).await,
         }
     })
 }

@@ -132,7 +132,7 @@ async fn connect_all(cluster: &LocalCluster) -> anyhow::Result<Vec<Client>> {
     Ok(clients)
 }
 
-async fn wait_for_namespace(client: &Client) -> anyhow::Result<()> {
+pub(super) async fn wait_for_namespace(client: &Client) -> anyhow::Result<()> {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let deadline = Instant::now() + Duration::from_secs(30);
     while namespaces.get_opt("default").await.ok().flatten().is_none() {

@@ -4,6 +4,7 @@
 //! fresh for each cluster size; the client is the same tonic etcd client for both. The
 //! output is a Markdown table of shoal, etcd and their ratio, ready for BENCHMARKS.md.
 
+pub mod agent;
 pub mod api;
 pub mod etcd;
 pub mod workload;

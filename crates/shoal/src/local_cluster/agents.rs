@@ -84,6 +84,11 @@ impl LocalCluster {
         &self.agents[i].agent
     }
 
+    /// The process id of agent `i`, while it runs.
+    pub fn agent_pid(&self, i: usize) -> Option<u32> {
+        self.agents[i].child.as_ref().and_then(Child::id)
+    }
+
     pub fn agent_count(&self) -> usize {
         self.agents.len()
     }
