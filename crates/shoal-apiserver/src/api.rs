@@ -262,7 +262,7 @@ impl Api {
             upgrade,
         };
         self.authorize(&call).await?;
-        crate::dispatch::dispatch(self, call).await
+        crate::fence::dispatch(self, &call).await
     }
 
     async fn authenticate(

@@ -29,34 +29,32 @@ pub fn verb(call: &Call<'_>) -> &'static str {
     }
 }
 
-pub async fn dispatch(api: &Api, call: Call<'_>) -> Result<Reply, ApiError> {
+pub async fn dispatch(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     let target = &call.target;
     match target.resource.source {
         Source::Store => {}
-        Source::Review if call.method == Method::POST => return review::create(&call),
-        Source::Review => return Err(not_allowed(&call)),
-        Source::Metrics => return metrics::serve(api, &call).await,
+        Source::Review if call.method == Method::POST => return review::create(call),
+        Source::Review => return Err(not_allowed(call)),
+        Source::Metrics => return metrics::serve(api, call).await,
     }
     let name = target.name;
     match (&call.method, name, target.subresource) {
-        (&Method::GET, _, None) if call.query.watch => watch::watch(api, &call).await,
-        (&Method::GET, None, None) => read::list(api, &call).await,
-        (&Method::GET, Some(_), None | Some("status")) => read::get(api, &call).await,
-        (&Method::GET, Some(_), Some("scale")) => write::get_scale(api, &call).await,
-        (&Method::GET, Some(_), Some("log")) => crate::node_proxy::pod_log(api, &call).await,
-        (&Method::GET | &Method::POST, Some(_), Some("exec")) => {
-            crate::node_proxy::pod_exec(api, &call).await
-        }
-        (&Method::POST, None, None) => write::create(api, &call).await,
-        (&Method::POST, Some(_), Some("binding")) => write::bind(api, &call).await,
-        (&Method::POST, Some(_), Some("eviction")) => write::evict(api, &call).await,
-        (&Method::PUT, Some(_), None | Some("status") | Some("finalize")) => write::update(api, &call).await,
-        (&Method::PUT, Some(_), Some("scale")) => write::update_scale(api, &call).await,
-        (&Method::PATCH, Some(_), None | Some("status")) => write::patch(api, &call).await,
-        (&Method::PATCH, Some(_), Some("scale")) => write::patch_scale(api, &call).await,
-        (&Method::DELETE, Some(_), None) => write::delete(api, &call).await,
-        (&Method::DELETE, None, None) => write::delete_collection(api, &call).await,
-        _ => Err(not_allowed(&call)),
+        (&Method::GET, _, None) if call.query.watch => watch::watch(api, call).await,
+        (&Method::GET, None, None) => read::list(api, call).await,
+        (&Method::GET, Some(_), None | Some("status")) => read::get(api, call).await,
+        (&Method::GET, Some(_), Some("scale")) => write::get_scale(api, call).await,
+        (&Method::GET, Some(_), Some("log")) => crate::node_proxy::pod_log(api, call).await,
+        (&Method::GET | &Method::POST, Some(_), Some("exec")) => crate::node_proxy::pod_exec(api, call).await,
+        (&Method::POST, None, None) => write::create(api, call).await,
+        (&Method::POST, Some(_), Some("binding")) => write::bind(api, call).await,
+        (&Method::POST, Some(_), Some("eviction")) => write::evict(api, call).await,
+        (&Method::PUT, Some(_), None | Some("status") | Some("finalize")) => write::update(api, call).await,
+        (&Method::PUT, Some(_), Some("scale")) => write::update_scale(api, call).await,
+        (&Method::PATCH, Some(_), None | Some("status")) => write::patch(api, call).await,
+        (&Method::PATCH, Some(_), Some("scale")) => write::patch_scale(api, call).await,
+        (&Method::DELETE, Some(_), None) => write::delete(api, call).await,
+        (&Method::DELETE, None, None) => write::delete_collection(api, call).await,
+        _ => Err(not_allowed(call)),
     }
 }
 

@@ -23,6 +23,13 @@ pub enum ApiError {
     )]
     Conflict { resource: String, name: String, group: String, kind: String },
     /// Server-side apply found fields owned by other managers.
+    /// A fenced write from a holder that no longer holds its Lease (`fence.rs`).
+    #[error("{message}")]
+    Fenced { message: String },
+    /// A fenced write's Lease moved between its check and its write: nothing was written and
+    /// `fence::dispatch` tries again. Never reaches a client.
+    #[error("the fencing lease changed during the write; nothing was written, try again")]
+    FenceMoved,
     #[error("{message}")]
     ApplyConflict { message: String, causes: Vec<StatusCause>, name: String, group: String, kind: String },
     #[error("{message}")]
@@ -69,9 +76,11 @@ impl ApiError {
     pub fn code(&self) -> StatusCode {
         match self {
             Self::NotFound { .. } | Self::NoSuchPath => StatusCode::NOT_FOUND,
-            Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::ApplyConflict { .. } => {
-                StatusCode::CONFLICT
-            }
+            Self::AlreadyExists { .. }
+            | Self::Conflict { .. }
+            | Self::ApplyConflict { .. }
+            | Self::Fenced { .. }
+            | Self::FenceMoved => StatusCode::CONFLICT,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -93,7 +102,9 @@ impl ApiError {
         match self {
             Self::NotFound { .. } | Self::NoSuchPath => "NotFound",
             Self::AlreadyExists { .. } => "AlreadyExists",
-            Self::Conflict { .. } | Self::ApplyConflict { .. } => "Conflict",
+            Self::Conflict { .. } | Self::ApplyConflict { .. } | Self::Fenced { .. } | Self::FenceMoved => {
+                "Conflict"
+            }
             Self::Invalid { .. } => "Invalid",
             Self::BadRequest { .. } => "BadRequest",
             Self::MethodNotAllowed { .. } => "MethodNotAllowed",

@@ -17,6 +17,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod dispatch;
 pub mod error;
+pub mod fence;
 pub mod join;
 pub mod managed_fields;
 pub mod meta;

@@ -24,6 +24,7 @@ use shoal_store::request::{
 use shoal_store::store::{Consistency, ReadError, Store, WriteError};
 
 use crate::error::ApiError;
+use crate::fence::Fence;
 use crate::resource::ResourceType;
 use crate::secret_box::SecretBox;
 
@@ -349,12 +350,38 @@ impl ObjectStore {
         Ok((succeeded, revision, present))
     }
 
-    async fn txn(&self, txn: TxnRequest) -> Result<(bool, Revision, Vec<ResponseOp>), ApiError> {
-        let response = self.store.write(Operation::Txn(txn)).await.map_err(write_error)?;
-        match response.outcome {
-            Ok(Outcome::Txn(txn)) => Ok((txn.succeeded, response.revision, txn.responses)),
-            other => panic!("the store answered a transaction with {other:?}"),
+    /// Runs a transaction; a fenced request's (`fence.rs`) also requires its Lease unmoved,
+    /// and fails with `FenceMoved` when that is why it failed.
+    async fn txn(&self, mut txn: TxnRequest) -> Result<(bool, Revision, Vec<ResponseOp>), ApiError> {
+        let fence = Fence::current();
+        if let Some(fence) = &fence {
+            txn.compare.push(Compare {
+                range: KeyRange::key(fence.key.clone()),
+                result: CompareResult::Equal,
+                target: CompareTarget::ModRevision(fence.revision),
+            });
+            // Last, so that the caller's own failure responses keep their positions.
+            txn.failure.push(RequestOp::Range(RangeRequest {
+                range: KeyRange::key(fence.key.clone()),
+                keys_only: true,
+                ..RangeRequest::default()
+            }));
         }
+        let response = self.store.write(Operation::Txn(txn)).await.map_err(write_error)?;
+        let Ok(Outcome::Txn(txn)) = response.outcome else {
+            panic!("the store answered a transaction with {:?}", response.outcome)
+        };
+        let mut responses = txn.responses;
+        if let (Some(fence), false) = (fence, txn.succeeded) {
+            let lease_revision = match responses.pop() {
+                Some(ResponseOp::Range(range)) => range.kvs.first().map(|kv| kv.mod_revision),
+                other => panic!("the fence's probe was answered with {other:?}"),
+            };
+            if lease_revision != Some(fence.revision) {
+                return Err(ApiError::FenceMoved);
+            }
+        }
+        Ok((txn.succeeded, response.revision, responses))
     }
 
     /// Reads a range at `read`, returning the response and the revision it reflects.

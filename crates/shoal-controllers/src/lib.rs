@@ -10,6 +10,7 @@
 
 pub mod gc;
 pub mod kinds;
+pub mod leader_election;
 pub mod namespace;
 
 use std::time::Duration;

@@ -1,50 +1,70 @@
-//! Runs shoal's controllers on the one server that leads the store's Raft group.
+//! Runs shoal's controllers (and, with them, any other leader-elected role) on one server at a
+//! time.
 //!
-//! The controllers are API clients like any other: they reach this server's own API over
-//! loopback with their own certificate. Only the Raft leader runs them, and it stops them as
-//! soon as it learns it lost leadership. Every controller write is conditional on the
-//! resourceVersion it read, so a deposed leader that has not noticed yet can lose races but
-//! cannot overwrite newer state. (Lease-based election with fencing replaces this gate when
-//! the scheduler arrives.)
+//! Every server campaigns for the role's Lease in kube-system (`shoal_controllers::
+//! leader_election`); the one that holds it runs the role. The role's client reaches this
+//! server's own API over loopback with its own certificate and carries the term's fence in
+//! every request (the API server's `Shoal-Fence` header, `shoal_apiserver::fence`): once another
+//! server has taken the Lease, no write of this term can land, even if this server was paused
+//! mid-write and does not know yet that it was deposed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use shoal_store::store::Store;
+use shoal_apiserver::fence::{Claim, HEADER};
+use shoal_controllers::leader_election::{self, ElectionConfig, Term};
 
-/// Pause before retrying after the controllers' client could not be built.
+/// Pause before retrying after a client could not be built.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-/// Runs the controllers whenever this member leads; never returns.
-pub async fn run_while_leading(store: Store, kubeconfig: PathBuf) {
-    let id = store.id();
-    let mut metrics = store.raft().metrics();
+/// Campaigns for the controller manager's Lease as `identity` and runs the controllers in each
+/// term won; never returns.
+pub async fn run(identity: String, kubeconfig: PathBuf) {
+    let election = ElectionConfig::new("kube-controller-manager");
+    let client = unfenced_client(&kubeconfig).await;
+    leader_election::lead(client, election, &identity, |term| {
+        let kubeconfig = kubeconfig.clone();
+        async move {
+            let client = fenced_client(&kubeconfig, &term).await;
+            shoal_controllers::run(client).await;
+        }
+    })
+    .await
+}
+
+/// The client the election itself uses (it writes the Lease, which is not fenced).
+async fn unfenced_client(kubeconfig: &Path) -> kube::Client {
     loop {
-        if metrics.wait_for(|m| m.current_leader == Some(id)).await.is_err() {
-            return; // Raft stopped
+        match client(kubeconfig, None).await {
+            Ok(client) => return client,
+            Err(error) => tracing::warn!(%error, "cannot build the controllers' API client; retrying"),
         }
-        let client = match client(&kubeconfig).await {
-            Ok(client) => client,
-            Err(error) => {
-                tracing::warn!(%error, "cannot build the controllers' API client; retrying");
-                tokio::time::sleep(RETRY_PAUSE).await;
-                continue;
-            }
-        };
-        tracing::info!("leading: controllers started");
-        let lost = metrics.wait_for(|m| m.current_leader != Some(id));
-        tokio::select! {
-            () = shoal_controllers::run(client) => tracing::error!("the controllers stopped"),
-            _ = lost => tracing::info!("no longer leading: controllers stopped"),
-        }
+        tokio::time::sleep(RETRY_PAUSE).await;
     }
 }
 
-async fn client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+/// A client whose every request carries `term`'s fence.
+async fn fenced_client(kubeconfig: &Path, term: &Term) -> kube::Client {
+    let claim =
+        Claim { namespace: term.namespace.clone(), lease: term.lease.clone(), holder: term.holder.clone() };
+    loop {
+        match client(kubeconfig, Some(&claim)).await {
+            Ok(client) => return client,
+            Err(error) => tracing::warn!(%error, "cannot build the controllers' API client; retrying"),
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+async fn client(kubeconfig: &Path, fence: Option<&Claim>) -> anyhow::Result<kube::Client> {
     let file =
         kube::config::Kubeconfig::read_from(kubeconfig).context("reading the controllers' kubeconfig")?;
     let options = kube::config::KubeConfigOptions::default();
-    let config = kube::Config::from_custom_kubeconfig(file, &options).await?;
+    let mut config = kube::Config::from_custom_kubeconfig(file, &options).await?;
+    if let Some(claim) = fence {
+        let value = http::HeaderValue::try_from(claim.header_value()).context("the fence header")?;
+        config.headers.push((http::HeaderName::from_static(HEADER), value));
+    }
     Ok(kube::Client::try_from(config)?)
 }

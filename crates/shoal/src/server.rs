@@ -80,8 +80,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api =
         shoal_apiserver::start(api_config, server.store.clone()).await.context("starting the API server")?;
     let kubeconfig = controllers_kubeconfig(&args, api.addr)?;
-    let controllers =
-        tokio::spawn(crate::controller_manager::run_while_leading(server.store.clone(), kubeconfig));
+    let controllers = tokio::spawn(crate::controller_manager::run(args.name.clone(), kubeconfig));
     tracing::info!(
         id = %format!("{:x}", server.store.id()),
         peer = %server.peer_addr,
