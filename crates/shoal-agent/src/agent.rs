@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt as _;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::WatchStreamExt as _;
+use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::watch;
@@ -43,6 +44,8 @@ pub struct AgentConfig {
 /// Runs the agent until the task is dropped.
 pub async fn run<R: Runtime>(config: AgentConfig, client: Client, runtime: Arc<R>) {
     let node_name = config.identity.name.clone();
+    let (services, services_writer) = reflector::store();
+    let _stop_services = AbortOnDrop(tokio::spawn(reflect_services(client.clone(), services_writer)));
     let context = Arc::new(NodeContext {
         runtime: runtime.clone(),
         client: client.clone(),
@@ -52,10 +55,27 @@ pub async fn run<R: Runtime>(config: AgentConfig, client: Client, runtime: Arc<R
         backoff: config.backoff,
         runtime_scheme: config.runtime_scheme,
         allocatable: config.capacity.resources(),
+        services,
     });
     let heartbeat = tokio::spawn(keep_node(config.clone(), client.clone()));
     let _stop_heartbeat = AbortOnDrop(heartbeat);
     run_pods(context).await;
+}
+
+/// Keeps the node's cache of every Service (for pods' service-link variables) up to date.
+async fn reflect_services(client: Client, writer: Writer<Service>) {
+    let services =
+        watcher::watcher(Api::<Service>::all(client), watcher::Config::default()).default_backoff();
+    let stream = reflector::reflector(writer, services);
+    futures::pin_mut!(stream);
+    loop {
+        match stream.try_next().await {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            // The watcher backs off and retries by itself; the cache keeps its last state.
+            Err(error) => tracing::debug!(%error, "watching services"),
+        }
+    }
 }
 
 /// Registers the node, then renews its lease and reports its status forever.

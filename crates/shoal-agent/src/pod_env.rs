@@ -25,7 +25,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 pub const INVALID_VARIABLE_NAMES_REASON: &str = "InvalidEnvironmentVariableNames";
 
 /// The namespace of the Services whose variables every pod gets, enableServiceLinks or not.
-const MASTER_SERVICE_NAMESPACE: &str = "default";
+pub(crate) const MASTER_SERVICE_NAMESPACE: &str = "default";
 /// The Service of [`MASTER_SERVICE_NAMESPACE`] that every pod gets: `KUBERNETES_SERVICE_HOST`
 /// is how in-cluster clients find the API.
 const MASTER_SERVICE_NAME: &str = "kubernetes";

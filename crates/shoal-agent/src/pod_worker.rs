@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::runtime::reflector;
 use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -36,6 +37,9 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 /// How long one API call of a worker may take.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a pod's start waits for the node's Service cache to list for the first time
+/// before it asks the API itself.
+const SERVICES_SYNC_WAIT: Duration = Duration::from_secs(2);
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 const GRACE_PERIOD_DEFAULT: Duration = Duration::from_secs(30);
 /// How long a postStart hook may run (kubelet bounds it by the pod's grace period).
@@ -55,6 +59,8 @@ pub struct NodeContext<R> {
     pub runtime_scheme: &'static str,
     /// The node's allocatable resources: a container's limits where it sets none.
     pub allocatable: BTreeMap<String, Quantity>,
+    /// Every Service, as the node's watch last saw them (for service-link variables).
+    pub services: reflector::Store<Service>,
 }
 
 /// The owned values [`PodFacts`] borrows.
@@ -325,9 +331,9 @@ impl<R: Runtime> PodWorker<R> {
     /// Takes over the containers the runtime already runs for this pod.
     async fn adopt(&mut self) {
         let uid = self.uid().to_owned();
-        let Ok(containers) = self.node.runtime.list_containers().await else { return };
+        let Ok(containers) = self.node.runtime.list_pod_containers(&uid).await else { return };
         let mut by_name: BTreeMap<String, Vec<_>> = BTreeMap::new();
-        for info in containers.into_iter().filter(|info| info.pod_uid == uid) {
+        for info in containers {
             by_name.entry(info.name.clone()).or_default().push(info);
         }
         if by_name.is_empty() {
@@ -495,8 +501,7 @@ impl<R: Runtime> PodWorker<R> {
                     objects.secrets.insert(name, object);
                 }
             }
-            let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
-            objects.services = services.list(&ListParams::default()).await?.items;
+            objects.services = self.services_of(&namespace).await?;
             Ok::<_, kube::Error>(objects)
         };
         match tokio::time::timeout(API_TIMEOUT, fetched).await {
@@ -504,6 +509,25 @@ impl<R: Runtime> PodWorker<R> {
             Ok(Err(error)) => tracing::debug!(pod = self.name(), %error, "fetching the pod's config objects"),
             Err(_) => tracing::debug!(pod = self.name(), "fetching the pod's config objects timed out"),
         }
+    }
+
+    /// The Services a pod of `namespace` may be linked to: those of its namespace and
+    /// `default`'s, from the node's cache once it has listed them (a fresh agent waits a
+    /// moment for that, as kubelet does), from the API otherwise.
+    async fn services_of(&self, namespace: &str) -> Result<Vec<Service>, kube::Error> {
+        let cache = &self.node.services;
+        if tokio::time::timeout(SERVICES_SYNC_WAIT, cache.wait_until_ready())
+            .await
+            .is_ok_and(|ready| ready.is_ok())
+        {
+            let wanted = |service: &&Arc<Service>| {
+                let of = service.metadata.namespace.as_deref();
+                of == Some(namespace) || of == Some(pod_env::MASTER_SERVICE_NAMESPACE)
+            };
+            return Ok(cache.state().iter().filter(wanted).map(|service| Service::clone(service)).collect());
+        }
+        let services: Api<Service> = Api::namespaced(self.node.client.clone(), namespace);
+        Ok(services.list(&ListParams::default()).await?.items)
     }
 
     /// Does what the plan says: starts one after another, kills all at once.
@@ -869,8 +893,8 @@ impl<R: Runtime> PodWorker<R> {
     async fn clean_up(&mut self) -> bool {
         self.stop_probes_all();
         let uid = self.uid().to_owned();
-        if let Ok(containers) = self.node.runtime.list_containers().await {
-            for info in containers.iter().filter(|info| info.pod_uid == uid) {
+        if let Ok(containers) = self.node.runtime.list_pod_containers(&uid).await {
+            for info in &containers {
                 let _ = self.node.runtime.remove_container(&info.id).await;
             }
         }

@@ -245,6 +245,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// Every container the runtime holds, running or exited.
     fn list_containers(&self) -> impl Future<Output = Result<Vec<ContainerInfo>, RuntimeError>> + Send;
 
+    /// The containers of one pod, running or exited: what `list_containers` lists for it,
+    /// without the cost of looking at every other pod's.
+    fn list_pod_containers(
+        &self,
+        pod_uid: &str,
+    ) -> impl Future<Output = Result<Vec<ContainerInfo>, RuntimeError>> + Send;
+
     /// Runs `argv` as the container would run it (its environment and working directory),
     /// killing it after `timeout`.
     fn exec(

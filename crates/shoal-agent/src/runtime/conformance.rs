@@ -75,6 +75,10 @@ pub async fn exit_codes_and_logs<R: Runtime>(runtime: &R) {
     assert!(log.contains("out\n") && log.contains("err\n"), "log: {log:?}");
     let listed = runtime.list_containers().await.expect("lists");
     assert!(listed.iter().any(|info| info.id == id && matches!(info.state, ContainerState::Exited(_))));
+    let of_pod: Vec<_> = listed.into_iter().filter(|info| info.pod_uid == sandbox.config.pod_uid).collect();
+    let listed_for_pod = runtime.list_pod_containers(&sandbox.config.pod_uid).await.expect("lists the pod's");
+    assert_eq!(listed_for_pod, of_pod, "a pod's listing is its part of the whole");
+    assert!(runtime.list_pod_containers("no-such-pod").await.expect("lists").is_empty());
     runtime.remove_container(&id).await.expect("removes");
     assert!(!runtime.list_containers().await.expect("lists").iter().any(|info| info.id == id));
     assert_eq!(log_text(runtime, &sandbox, "main"), "", "the log went with its container");

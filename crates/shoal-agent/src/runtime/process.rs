@@ -266,6 +266,28 @@ impl ProcessRuntime {
         }
     }
 
+    /// The containers of one pod, bar those still starting (see `Starting`).
+    fn pod_containers(&self, pod_uid: &str) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let mut containers = Vec::new();
+        for entry in read_dir_names(&self.pod_dir(pod_uid).join("containers"))? {
+            let Some((name, attempt)) = entry.rsplit_once('.') else { continue };
+            let Ok(attempt) = attempt.parse() else { continue };
+            let id = ContainerId::new(pod_uid, name, attempt);
+            if self.starting.lock().expect("starting lock").contains(&id) {
+                continue;
+            }
+            let state = self.state_of(&id);
+            containers.push(ContainerInfo {
+                id,
+                pod_uid: pod_uid.to_owned(),
+                name: name.to_owned(),
+                attempt,
+                state,
+            });
+        }
+        Ok(containers)
+    }
+
     fn state_of(&self, id: &ContainerId) -> ContainerState {
         if let Some(exit) = self.recorded_exit(id) {
             return ContainerState::Exited(exit);
@@ -430,24 +452,13 @@ impl Runtime for ProcessRuntime {
     async fn list_containers(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
         let mut containers = Vec::new();
         for pod_uid in read_dir_names(&self.config.state_dir.join("pods"))? {
-            for entry in read_dir_names(&self.pod_dir(&pod_uid).join("containers"))? {
-                let Some((name, attempt)) = entry.rsplit_once('.') else { continue };
-                let Ok(attempt) = attempt.parse() else { continue };
-                let id = ContainerId::new(&pod_uid, name, attempt);
-                if self.starting.lock().expect("starting lock").contains(&id) {
-                    continue;
-                }
-                let state = self.state_of(&id);
-                containers.push(ContainerInfo {
-                    id,
-                    pod_uid: pod_uid.clone(),
-                    name: name.to_owned(),
-                    attempt,
-                    state,
-                });
-            }
+            containers.extend(self.pod_containers(&pod_uid)?);
         }
         Ok(containers)
+    }
+
+    async fn list_pod_containers(&self, pod_uid: &str) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        self.pod_containers(pod_uid)
     }
 
     async fn exec(
