@@ -9,9 +9,18 @@ use std::path::Path;
 const ALLOWED: &[(&str, &[&str])] = &[
     (
         "shoal",
-        &["shoal-agent", "shoal-apiserver", "shoal-controllers", "shoal-store", "shoal-pki", "shoal-chaos"],
+        &[
+            "shoal-agent",
+            "shoal-apiserver",
+            "shoal-controllers",
+            "shoal-scheduler",
+            "shoal-store",
+            "shoal-pki",
+            "shoal-chaos",
+        ],
     ),
     ("shoal-controllers", &[]),
+    ("shoal-scheduler", &[]),
     ("shoal-agent", &["shoal-pki"]),
     ("shoal-apiserver", &["shoal-store", "shoal-pki"]),
     ("shoal-store", &["shoal-chaos"]),
