@@ -6,14 +6,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::wait_until;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod};
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-/// How long any one expected state may take to appear on a busy 2-core machine.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Fast restarts, so crash loops show within a test's patience.
 const AGENT_ARGS: [&str; 4] = ["--restart-backoff-initial-ms", "200", "--restart-backoff-max-ms", "1000"];
 
@@ -35,22 +34,6 @@ async fn cluster_with_agent() -> (common::TestCluster, Client, tokio::sync::Mute
     })
     .await;
     (cluster, client, turn)
-}
-
-/// Polls `check` until it returns `Some`, failing the test after `SETTLE_TIMEOUT`.
-async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn pod(name: &str, spec: serde_json::Value) -> Pod {

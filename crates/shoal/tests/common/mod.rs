@@ -5,6 +5,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use shoal::local_cluster::{LocalCluster, LocalClusterConfig};
 use tempfile::TempDir;
@@ -13,6 +14,9 @@ use tempfile::TempDir;
 /// clusters share two cores in CI, and a starved member must not look dead.
 const TEST_TIMING_ARGS: [&str; 6] =
     ["--heartbeat-ms", "100", "--election-timeout-ms", "1000", "--election-timeout-max-ms", "2000"];
+
+/// How long any one expected state may take to appear on a busy 2-core machine.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A started cluster that deletes its directory when dropped, after killing its members.
 pub struct TestCluster {
@@ -86,4 +90,20 @@ pub fn tool_or_skip(name: &str, install: &str, test: &str) -> Option<PathBuf> {
         eprintln!("skipping {test}: {reason}");
     }
     found
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `SETTLE_TIMEOUT`.
+pub async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
