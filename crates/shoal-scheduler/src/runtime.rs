@@ -275,7 +275,11 @@ impl Scheduler<'_> {
         let mut outcomes = Vec::new();
         for key in batch {
             let current = pods.get(&ObjectRef::new(&key.1).within(&key.0));
-            let Some(pod) = current.filter(|pod| is_ours_to_schedule(pod)) else {
+            // A pod bound in an earlier pass but not yet seen bound is not decided again: a
+            // second binding would only conflict, and would move its assumed node meanwhile.
+            let assumed =
+                |pod: &Pod| pod.metadata.uid.as_ref().is_some_and(|uid| state.assumed.contains_key(uid));
+            let Some(pod) = current.filter(|pod| is_ours_to_schedule(pod) && !assumed(pod)) else {
                 state.queue.forget(&key);
                 continue;
             };
@@ -507,6 +511,26 @@ mod tests {
         assert!(!is_ours_to_schedule(&pod(json!({"containers": containers, "nodeName": "n1"}), json!({}))));
         let deleting = json!({"deletionTimestamp": "2026-01-01T00:00:00Z"});
         assert!(!is_ours_to_schedule(&pod(json!({"containers": containers}), deleting)));
+    }
+
+    // A heartbeat (a new lastHeartbeatTime) is no change to scheduling; a cordon, a label or
+    // readiness is.
+    #[test]
+    fn node_digest_sees_what_scheduling_reads() {
+        let node = |unschedulable: bool, heartbeat: &str, ready: &str, zone: &str| -> Node {
+            serde_json::from_value(json!({
+                "metadata": {"name": "n1", "labels": {"zone": zone}},
+                "spec": {"unschedulable": unschedulable},
+                "status": {"allocatable": {"cpu": "2"}, "conditions": [
+                    {"type": "Ready", "status": ready, "lastHeartbeatTime": heartbeat}]},
+            }))
+            .expect("a valid node")
+        };
+        let base = node_digest(&node(false, "2026-01-01T00:00:00Z", "True", "a"));
+        assert_eq!(node_digest(&node(false, "2026-01-01T00:00:10Z", "True", "a")), base);
+        assert_ne!(node_digest(&node(true, "2026-01-01T00:00:00Z", "True", "a")), base);
+        assert_ne!(node_digest(&node(false, "2026-01-01T00:00:00Z", "False", "a")), base);
+        assert_ne!(node_digest(&node(false, "2026-01-01T00:00:00Z", "True", "b")), base);
     }
 
     // The condition patch keeps other conditions, names the resourceVersion decided on, and
