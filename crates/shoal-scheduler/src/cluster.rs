@@ -56,6 +56,8 @@ pub struct NodeInfo {
     /// The host ports the node's pods hold.
     pub host_ports: Vec<HostPort>,
     pub pods: Vec<Arc<Pod>>,
+    /// How many of the node's pods each controlling owner (by uid) has.
+    pub pods_per_owner: HashMap<String, usize>,
 }
 
 /// A host port a container asks for; an empty `host_ip` means every address.
@@ -82,6 +84,9 @@ impl HostPort {
 pub struct Cluster {
     pub nodes: Vec<NodeInfo>,
     index: HashMap<String, usize>,
+    /// The pods with required pod anti-affinity, with the index of their node: every
+    /// decision checks them, and they are few, so they are kept apart from the rest.
+    pub anti_affinity_pods: Vec<(usize, Arc<Pod>)>,
 }
 
 impl Cluster {
@@ -98,7 +103,7 @@ impl Cluster {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         nodes.dedup_by(|a, b| a.name == b.name);
         let index = nodes.iter().enumerate().map(|(i, node)| (node.name.clone(), i)).collect();
-        let mut cluster = Cluster { nodes, index };
+        let mut cluster = Cluster { nodes, index, anti_affinity_pods: Vec::new() };
         let mut seen = HashSet::new();
         for pod in pods {
             let Some(node) = pod.spec.as_ref().and_then(|spec| spec.node_name.clone()) else { continue };
@@ -126,6 +131,15 @@ impl Cluster {
         info.requested.add(pod_requests(&pod, false));
         info.requested_for_scoring.add(pod_requests(&pod, true));
         info.host_ports.extend(host_ports(&pod));
+        if let Some(owner) = controller_uid(&pod) {
+            *info.pods_per_owner.entry(owner.to_owned()).or_default() += 1;
+        }
+        let anti_affinity = pod.spec.as_ref().and_then(|spec| spec.affinity.as_ref()).and_then(|affinity| {
+            affinity.pod_anti_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.as_ref()
+        });
+        if anti_affinity.is_some_and(|terms| !terms.is_empty()) {
+            self.anti_affinity_pods.push((i, pod.clone()));
+        }
         info.pods.push(pod);
     }
 
@@ -155,8 +169,18 @@ impl NodeInfo {
             requested_for_scoring: Resources::default(),
             host_ports: Vec::new(),
             pods: Vec::new(),
+            pods_per_owner: HashMap::new(),
         })
     }
+}
+
+/// The uid of `pod`'s controlling owner (the ownerReference with `controller: true`).
+pub fn controller_uid(pod: &Pod) -> Option<&str> {
+    let references = pod.metadata.owner_references.as_deref().unwrap_or_default();
+    references
+        .iter()
+        .find(|reference| reference.controller == Some(true))
+        .map(|reference| reference.uid.as_str())
 }
 
 /// Whether `pod` has finished for good: its resources are free again.

@@ -135,7 +135,8 @@ impl PodAffinityContext {
         let anti_affinity =
             anti_affinity_terms.iter().map(|term| (term.topology_key.clone(), domains(term))).collect();
         let mut closed_by_existing: HashMap<String, HashSet<String>> = HashMap::new();
-        for (node, existing) in placed_pods(cluster) {
+        for (node, existing) in &cluster.anti_affinity_pods {
+            let node = &cluster.nodes[*node];
             let (terms, _) = pod_affinity_terms(existing, Direction::Away);
             let existing_namespace = existing.metadata.namespace.as_deref().unwrap_or_default();
             for term in terms {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
 
 use super::{Direction, effective_taints, placed_pods, pod_affinity_terms, term_selects, topology_value};
-use crate::cluster::{Cluster, NodeInfo, pod_requests};
+use crate::cluster::{Cluster, NodeInfo, controller_uid, pod_requests};
 use crate::selectors;
 
 /// The highest score of one kind.
@@ -84,29 +84,12 @@ fn balanced_allocation(node: &NodeInfo, cpu_millis: i64, memory_bytes: i64) -> i
     ((1.0 - deviation) * SCORE_MAX as f64) as i64
 }
 
-/// Fewer pods of the pod's controlling owner (same namespace) on a node score higher; a pod
-/// without a controller scores the same everywhere.
+/// Fewer pods of the pod's controlling owner on a node score higher; a pod without a
+/// controller scores the same everywhere.
 fn owner_spread(feasible: &[&NodeInfo], pod: &Pod) -> Vec<i64> {
     let Some(owner) = controller_uid(pod) else { return vec![SCORE_MAX; feasible.len()] };
-    let namespace = pod.metadata.namespace.as_deref();
-    let counts: Vec<i64> = feasible
-        .iter()
-        .map(|node| {
-            let siblings = node.pods.iter().filter(|other| {
-                other.metadata.namespace.as_deref() == namespace && controller_uid(other) == Some(owner)
-            });
-            siblings.count() as i64
-        })
-        .collect();
-    reverse_normalize(counts)
-}
-
-fn controller_uid(pod: &Pod) -> Option<&str> {
-    let references = pod.metadata.owner_references.as_deref().unwrap_or_default();
-    references
-        .iter()
-        .find(|reference| reference.controller == Some(true))
-        .map(|reference| reference.uid.as_str())
+    let counts = feasible.iter().map(|node| node.pods_per_owner.get(owner).copied().unwrap_or(0) as i64);
+    reverse_normalize(counts.collect())
 }
 
 /// The sum of the weights of the preferred node-affinity terms the node matches.
