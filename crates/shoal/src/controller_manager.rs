@@ -1,7 +1,7 @@
-//! Runs shoal's controllers (and, with them, any other leader-elected role) on one server at a
-//! time.
+//! Runs shoal's leader-elected roles, the controllers and the scheduler, each on one server at
+//! a time.
 //!
-//! Every server campaigns for the role's Lease in kube-system (`shoal_controllers::
+//! Every server campaigns for each role's Lease in kube-system (`shoal_controllers::
 //! leader_election`); the one that holds it runs the role. The role's client reaches this
 //! server's own API over loopback with its own certificate and carries the term's fence in
 //! every request (the API server's `Shoal-Fence` header, `shoal_apiserver::fence`): once another
@@ -18,17 +18,30 @@ use shoal_controllers::leader_election::{self, ElectionConfig, Term};
 /// Pause before retrying after a client could not be built.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-/// Campaigns for the controller manager's Lease as `identity` and runs the controllers in each
-/// term won; never returns.
+/// Campaigns, as `identity`, for the two leader-elected roles, each with its own Lease as in
+/// Kubernetes (so they may lead from different servers): `kube-controller-manager` runs the
+/// controllers and `kube-scheduler` the scheduler. Never returns.
 pub async fn run(identity: String, kubeconfig: PathBuf) {
-    let election = ElectionConfig::new("kube-controller-manager");
     let client = unfenced_client(&kubeconfig).await;
-    leader_election::lead(client, election, &identity, |term| {
-        let kubeconfig = kubeconfig.clone();
-        async move {
-            let client = fenced_client(&kubeconfig, &term).await;
-            shoal_controllers::run(client).await;
-        }
+    let controllers =
+        lead(client.clone(), "kube-controller-manager", &identity, &kubeconfig, shoal_controllers::run);
+    let scheduler = lead(client, "kube-scheduler", &identity, &kubeconfig, shoal_scheduler::run);
+    futures::future::join(controllers, scheduler).await;
+}
+
+/// Runs `role` with a fenced client in every term of the Lease `lease` this server wins.
+async fn lead<F>(
+    client: kube::Client,
+    lease: &str,
+    identity: &str,
+    kubeconfig: &Path,
+    role: fn(kube::Client) -> F,
+) -> !
+where
+    F: std::future::Future<Output = ()>,
+{
+    leader_election::lead(client, ElectionConfig::new(lease), identity, |term| async move {
+        role(fenced_client(kubeconfig, &term).await).await;
     })
     .await
 }
