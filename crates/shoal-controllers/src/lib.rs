@@ -8,13 +8,18 @@
 //!
 //! `kinds` finds the kinds both work over by API discovery.
 
+pub mod deployment;
+pub mod events;
 pub mod gc;
 pub mod kinds;
 pub mod leader_election;
 pub mod namespace;
+pub mod ownership;
+pub mod replicaset;
 
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use tracing::Instrument as _;
 
 /// How often a controller re-examines everything even without events.
@@ -42,8 +47,20 @@ pub async fn run(client: kube::Client) {
     };
     tracing::info!(kinds = kinds.len(), "controllers starting");
     let gc = gc::run(client.clone(), &kinds).instrument(tracing::info_span!("garbage_collector"));
-    let namespace = namespace::run(client, &kinds).instrument(tracing::info_span!("namespace_controller"));
-    futures::future::join(gc, namespace).await;
+    let namespace =
+        namespace::run(client.clone(), &kinds).instrument(tracing::info_span!("namespace_controller"));
+    let (recorders, events) = events::channel();
+    // Boxed here, where their lifetimes are concrete: proving the spawned whole `Send`
+    // otherwise trips over closures in their streams (rust-lang/rust#102211).
+    let replica_sets = replicaset::run(client.clone(), recorders.recorder(replicaset::COMPONENT))
+        .instrument(tracing::info_span!("replicaset_controller"))
+        .boxed();
+    let deployments = deployment::run(client.clone(), recorders.recorder(deployment::COMPONENT))
+        .instrument(tracing::info_span!("deployment_controller"))
+        .boxed();
+    drop(recorders);
+    let events = events::send_events(client, events);
+    futures::future::join5(gc, namespace, replica_sets, deployments, events).await;
 }
 
 /// Whether `error` is the API's answer with HTTP status `code`.
