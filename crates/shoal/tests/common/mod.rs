@@ -93,12 +93,21 @@ pub fn tool_or_skip(name: &str, install: &str, test: &str) -> Option<PathBuf> {
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `SETTLE_TIMEOUT`.
-pub async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn wait_until<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    wait_until_within(what, SETTLE_TIMEOUT, check).await
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `timeout`.
+pub async fn wait_until_within<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(value) = check().await {
             return value;

@@ -1,0 +1,314 @@
+//! Deployments and ReplicaSets end to end: a 3-server cluster, one agent running the pods
+//! (bound by `nodeName` in the template, the scheduler being absent), and the real `kubectl`
+//! driving rollouts the way users do: `rollout status`, `set image`, `rollout history`,
+//! `rollout undo`, `pause`/`resume`, `restart`, `scale`, deleting pods and the Deployment.
+//!
+//! Without kubectl on `PATH` each test prints why it skips, unless `SHOAL_REQUIRE_TOOLS=1`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::ListParams;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tempfile::TempDir;
+
+/// How long any one expected state may take to appear on a busy 2-core machine.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long one kubectl command may run (`rollout status` waits for a whole rollout).
+const KUBECTL_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// One cluster of this suite at a time, as in the agent suite.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The Deployment the tests roll: 3 replicas on node a1, a readiness probe that passes after
+/// a second, at most one pod unavailable and one extra during a rollout.
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  annotations:
+    kubernetes.io/change-cause: first
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  strategy:
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 1}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      nodeName: a1
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: host
+        command: ["/bin/sh", "-c", "exec sleep 100000"]
+        readinessProbe:
+          exec: {command: ["/bin/sh", "-c", "true"]}
+          initialDelaySeconds: 1
+          periodSeconds: 1
+"#;
+
+// A Deployment rolls out and `rollout status` returns; `set image` rolls a new ReplicaSet out
+// while a watch of the pods checks that ready pods never drop below replicas - maxUnavailable;
+// `rollout history` lists the revisions and `rollout undo` brings the first template back as a
+// new revision of its old ReplicaSet; a paused Deployment makes no new ReplicaSet until
+// resumed; `rollout restart` and `scale` roll and resize; a deleted pod is replaced; deleting
+// the Deployment removes its ReplicaSets and pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_rollouts_with_kubectl() {
+    let Some(exe) = common::tool_or_skip(
+        "kubectl",
+        "https://kubernetes.io/docs/tasks/tools/",
+        "deployment_rollouts_with_kubectl",
+    ) else {
+        return;
+    };
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = common::start_cluster(3, &[]).await;
+    cluster.start_agent("a1", 0, &[]).await.expect("starting the agent");
+    let client = cluster.admin_client(0).await.expect("admin client");
+    wait_node_ready(&client, "a1").await;
+    let kubectl = Kubectl::new(&exe, &cluster);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    kubectl.ok(&["apply", "-f", "-"], Some(DEPLOYMENT)).await;
+    let status = kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=120s"], None).await;
+    assert!(status.contains("deployment \"web\" successfully rolled out"), "{status}");
+    let first = only_active_replica_set(&replica_sets).await;
+    assert_eq!(annotation(&first, "deployment.kubernetes.io/revision"), Some("1"));
+    assert_eq!(ready_pods(&pods).await, 3);
+
+    // The rolling update, watched: ready pods that are not being deleted, after every event.
+    let low_water = Arc::new(Mutex::new(usize::MAX));
+    let watch = tokio::spawn(record_ready_minimum(pods.clone(), low_water.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kubectl.ok(&["set", "image", "deployment/web", "main=host:v2"], None).await;
+    let status = kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=120s"], None).await;
+    assert!(status.contains("successfully rolled out"), "{status}");
+    watch.abort();
+    let lowest = *low_water.lock().expect("low water");
+    assert!(lowest >= 2, "ready pods dropped to {lowest}, below 3 - maxUnavailable");
+    let second = only_active_replica_set(&replica_sets).await;
+    assert_ne!(second.metadata.name, first.metadata.name);
+    assert_eq!(annotation(&second, "deployment.kubernetes.io/revision"), Some("2"));
+    let deployment = deployments.get("web").await.expect("the deployment");
+    let events =
+        kubectl.ok(&["get", "events", "--field-selector", "involvedObject.kind=Deployment"], None).await;
+    assert!(events.contains("ScalingReplicaSet"), "{events}");
+    assert_eq!(
+        deployment
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+            .map(String::as_str),
+        Some("2")
+    );
+
+    let history = kubectl.ok(&["rollout", "history", "deployment/web"], None).await;
+    let revisions: Vec<&str> =
+        history.lines().skip(2).filter_map(|line| line.split_whitespace().next()).collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+
+    kubectl.ok(&["rollout", "undo", "deployment/web"], None).await;
+    let status = kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=120s"], None).await;
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let undone = only_active_replica_set(&replica_sets).await;
+    assert_eq!(undone.metadata.name, first.metadata.name, "undo reuses the first ReplicaSet");
+    assert_eq!(annotation(&undone, "deployment.kubernetes.io/revision"), Some("3"));
+    assert_eq!(annotation(&undone, "deployment.kubernetes.io/revision-history"), Some("1"));
+
+    // Paused: a new template is recorded but not rolled out.
+    kubectl.ok(&["rollout", "pause", "deployment/web"], None).await;
+    kubectl.ok(&["set", "image", "deployment/web", "main=host:v3"], None).await;
+    wait_until("the paused deployment observed", || async {
+        let deployment = deployments.get("web").await.ok()?;
+        let status = deployment.status?;
+        let observed = status.observed_generation? >= deployment.metadata.generation?;
+        let paused = status.conditions?.iter().any(|c| c.reason.as_deref() == Some("DeploymentPaused"));
+        (observed && paused).then_some(())
+    })
+    .await;
+    assert_eq!(replica_sets.list(&ListParams::default()).await.expect("replica sets").items.len(), 2);
+    kubectl.ok(&["rollout", "resume", "deployment/web"], None).await;
+    let status = kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=120s"], None).await;
+    assert!(status.contains("successfully rolled out"), "{status}");
+    assert_eq!(replica_sets.list(&ListParams::default()).await.expect("replica sets").items.len(), 3);
+
+    let before_restart = only_active_replica_set(&replica_sets).await;
+    kubectl.ok(&["rollout", "restart", "deployment/web"], None).await;
+    let status = kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=120s"], None).await;
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let restarted = only_active_replica_set(&replica_sets).await;
+    assert_ne!(restarted.metadata.name, before_restart.metadata.name);
+
+    kubectl.ok(&["scale", "deployment/web", "--replicas=5"], None).await;
+    let status = kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=120s"], None).await;
+    assert!(status.contains("successfully rolled out"), "{status}");
+    wait_until("5 ready pods", || async { (ready_pods(&pods).await == 5).then_some(()) }).await;
+
+    // A deleted pod is replaced by a new one.
+    let victim = active_pod_names(&pods).await.into_iter().next().expect("a pod");
+    kubectl.ok(&["delete", "pod", &victim, "--wait=false"], None).await;
+    wait_until("the deleted pod replaced", || async {
+        let names = active_pod_names(&pods).await;
+        (names.len() == 5 && !names.contains(&victim) && ready_pods(&pods).await == 5).then_some(())
+    })
+    .await;
+
+    kubectl.ok(&["delete", "deployment", "web"], None).await;
+    wait_until("the replica sets and pods gone", || async {
+        let sets = replica_sets.list(&ListParams::default()).await.ok()?.items.len();
+        let left = pods.list(&ListParams::default()).await.ok()?.items.len();
+        (sets == 0 && left == 0).then_some(())
+    })
+    .await;
+}
+
+/// Keeps `low_water` at the fewest ready, not-terminating pods seen after any pod event.
+async fn record_ready_minimum(pods: Api<Pod>, low_water: Arc<Mutex<usize>>) {
+    let mut ready: BTreeMap<String, bool> = BTreeMap::new();
+    // A (re)list is counted once complete: halfway through it only some pods are known.
+    let mut listing = false;
+    let mut events = std::pin::pin!(watcher(pods, watcher::Config::default()));
+    while let Some(event) = events.next().await {
+        let ready_now = |pod: &Pod| is_ready(pod) && pod.metadata.deletion_timestamp.is_none();
+        match event {
+            Ok(watcher::Event::Init) => {
+                listing = true;
+                ready.clear();
+            }
+            Ok(watcher::Event::InitApply(pod)) => {
+                ready.insert(pod.metadata.name.clone().unwrap_or_default(), ready_now(&pod));
+            }
+            Ok(watcher::Event::InitDone) => listing = false,
+            Ok(watcher::Event::Apply(pod)) => {
+                ready.insert(pod.metadata.name.clone().unwrap_or_default(), ready_now(&pod));
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                ready.remove(pod.metadata.name.as_deref().unwrap_or_default());
+            }
+            Err(_) => continue,
+        }
+        if listing {
+            continue;
+        }
+        let count = ready.values().filter(|ready| **ready).count();
+        let mut lowest = low_water.lock().expect("low water");
+        *lowest = (*lowest).min(count);
+    }
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|status| status.conditions.as_ref());
+    conditions.into_iter().flatten().any(|condition| condition.type_ == "Ready" && condition.status == "True")
+}
+
+async fn ready_pods(pods: &Api<Pod>) -> usize {
+    let list = pods.list(&ListParams::default()).await.expect("listing pods");
+    list.items.iter().filter(|pod| is_ready(pod) && pod.metadata.deletion_timestamp.is_none()).count()
+}
+
+async fn active_pod_names(pods: &Api<Pod>) -> Vec<String> {
+    let list = pods.list(&ListParams::default()).await.expect("listing pods");
+    list.items
+        .into_iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .filter_map(|pod| pod.metadata.name)
+        .collect()
+}
+
+/// The one ReplicaSet with replicas, once the others are scaled to zero.
+async fn only_active_replica_set(replica_sets: &Api<ReplicaSet>) -> ReplicaSet {
+    wait_until("one active replica set", || async {
+        let list = replica_sets.list(&ListParams::default()).await.ok()?;
+        let mut active: Vec<ReplicaSet> = list
+            .items
+            .into_iter()
+            .filter(|rs| rs.spec.as_ref().and_then(|spec| spec.replicas).unwrap_or(0) > 0)
+            .collect();
+        (active.len() == 1).then(|| active.remove(0))
+    })
+    .await
+}
+
+fn annotation<'a>(replica_set: &'a ReplicaSet, key: &str) -> Option<&'a str> {
+    replica_set.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+async fn wait_node_ready(client: &Client, name: &str) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    wait_until("the node Ready", || async {
+        let node = nodes.get_opt(name).await.ok().flatten()?;
+        let ready = node.status?.conditions?.into_iter().find(|condition| condition.type_ == "Ready")?;
+        (ready.status == "True").then_some(())
+    })
+    .await;
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `SETTLE_TIMEOUT`.
+async fn wait_until<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    common::wait_until_within(what, SETTLE_TIMEOUT, check).await
+}
+
+/// kubectl with the cluster's admin kubeconfig and a discovery cache of its own.
+struct Kubectl {
+    exe: PathBuf,
+    home: TempDir,
+}
+
+impl Kubectl {
+    fn new(exe: &Path, cluster: &shoal::local_cluster::LocalCluster) -> Self {
+        let home =
+            tempfile::Builder::new().prefix("shoal-kubectl-").tempdir().expect("a temporary directory");
+        let written = cluster.write_kubeconfig(0).expect("writing the admin's kubeconfig");
+        std::fs::copy(written, home.path().join("kubeconfig")).expect("copying the kubeconfig");
+        Self { exe: exe.to_owned(), home }
+    }
+
+    /// The standard output of a run that must succeed, with `stdin` as its input.
+    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        use tokio::io::AsyncWriteExt as _;
+        let kubeconfig = self.home.path().join("kubeconfig");
+        let mut child = tokio::process::Command::new(&self.exe)
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg(format!("--cache-dir={}", self.home.path().join("cache").display()))
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting kubectl");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("piped stdin");
+            pipe.write_all(input.as_bytes()).await.expect("writing kubectl's input");
+        }
+        let output = tokio::time::timeout(KUBECTL_TIMEOUT, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("kubectl {args:?} still runs after {KUBECTL_TIMEOUT:?}"))
+            .expect("waiting for kubectl");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "kubectl {args:?} failed: {stderr}\n{stdout}");
+        stdout
+    }
+}
