@@ -1,9 +1,11 @@
 //! Deployments and ReplicaSets end to end: a 3-server cluster, one agent running the pods
 //! (bound by `nodeName` in the template, the scheduler being absent), and the real `kubectl`
 //! driving rollouts the way users do: `rollout status`, `set image`, `rollout history`,
-//! `rollout undo`, `pause`/`resume`, `restart`, `scale`, deleting pods and the Deployment.
+//! `rollout undo`, `pause`/`resume`, `restart`, `scale`, deleting pods and the Deployment;
+//! and through kube-rs, a bare ReplicaSet claiming pods and a Recreate rollout.
 //!
-//! Without kubectl on `PATH` each test prints why it skips, unless `SHOAL_REQUIRE_TOOLS=1`.
+//! Without kubectl on `PATH` the kubectl test prints why it skips, unless
+//! `SHOAL_REQUIRE_TOOLS=1`.
 
 mod common;
 
@@ -15,9 +17,10 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
+use serde_json::json;
 use tempfile::TempDir;
 
 /// How long any one expected state may take to appear on a busy 2-core machine.
@@ -176,6 +179,150 @@ async fn deployment_rollouts_with_kubectl() {
         (sets == 0 && left == 0).then_some(())
     })
     .await;
+}
+
+// A bare ReplicaSet adopts a matching orphan pod and counts it, releases a pod relabelled out
+// of its selector and replaces it; a Recreate Deployment's update has no pod of the new
+// template exist while one of the old one does (checked by a watch of the pods).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_sets_claim_pods_and_recreate_never_overlaps() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = common::start_cluster(3, &[]).await;
+    cluster.start_agent("a1", 0, &[]).await.expect("starting the agent");
+    let client = cluster.admin_client(0).await.expect("admin client");
+    wait_node_ready(&client, "a1").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let container =
+        json!([{ "name": "main", "image": "host", "command": ["/bin/sh", "-c", "exec sleep 100000"] }]);
+    let pod_spec = json!({ "nodeName": "a1", "terminationGracePeriodSeconds": 1, "containers": container });
+
+    let orphan: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "orphan", "labels": { "app": "solo" } }, "spec": pod_spec,
+    }))
+    .expect("a pod");
+    pods.create(&PostParams::default(), &orphan).await.expect("creating the orphan");
+    let replica_set: ReplicaSet = serde_json::from_value(json!({
+        "metadata": { "name": "solo" },
+        "spec": {
+            "replicas": 2,
+            "selector": { "matchLabels": { "app": "solo" } },
+            "template": { "metadata": { "labels": { "app": "solo" } }, "spec": pod_spec },
+        },
+    }))
+    .expect("a replica set");
+    let created = replica_sets.create(&PostParams::default(), &replica_set).await.expect("creating it");
+    let uid = created.metadata.uid.clone().expect("a uid");
+    let solo = ListParams::default().labels("app=solo");
+    wait_until("the orphan adopted and one pod added, both ready", || async {
+        let adopted = pods.get("orphan").await.ok()?;
+        let owner =
+            adopted.metadata.owner_references?.into_iter().find(|owner| owner.controller == Some(true))?;
+        let status = replica_sets.get("solo").await.ok()?.status?;
+        let count = pods.list(&solo).await.ok()?.items.len();
+        (owner.uid == uid
+            && owner.block_owner_deletion == Some(true)
+            && count == 2
+            && status.ready_replicas == Some(2))
+        .then_some(())
+    })
+    .await;
+    let relabel = json!({ "metadata": { "labels": { "app": "elsewhere" } } });
+    pods.patch("orphan", &PatchParams::default(), &Patch::Merge(&relabel)).await.expect("relabelling");
+    wait_until("the relabelled pod released and replaced", || async {
+        let released = pods.get("orphan").await.ok()?;
+        let count = pods.list(&solo).await.ok()?.items.len();
+        (released.metadata.owner_references.unwrap_or_default().is_empty() && count == 2).then_some(())
+    })
+    .await;
+
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "batch" },
+        "spec": {
+            "replicas": 2,
+            "strategy": { "type": "Recreate" },
+            "selector": { "matchLabels": { "app": "batch" } },
+            "template": { "metadata": { "labels": { "app": "batch" } }, "spec": pod_spec },
+        },
+    }))
+    .expect("a deployment");
+    deployments.create(&PostParams::default(), &deployment).await.expect("creating the deployment");
+    wait_rolled_out(&deployments, "batch").await;
+    let templates = Arc::new(Mutex::new(Templates::default()));
+    let watch = tokio::spawn(record_template_overlap(pods.clone(), templates.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let change = json!({ "spec": { "template": { "metadata": { "annotations": { "version": "2" } } } } });
+    deployments.patch("batch", &PatchParams::default(), &Patch::Merge(&change)).await.expect("changing it");
+    wait_until("a second replica set", || async {
+        let list = replica_sets.list(&ListParams::default().labels("app=batch")).await.ok()?;
+        (list.items.len() == 2).then_some(())
+    })
+    .await;
+    wait_rolled_out(&deployments, "batch").await;
+    watch.abort();
+    let templates = templates.lock().expect("templates");
+    assert_eq!(templates.seen.len(), 2, "the watch saw the pods of both templates: {templates:?}");
+    assert_eq!(templates.overlap, None, "pods of two templates existed at once");
+}
+
+/// Waits until the Deployment's status says its rollout is complete, as `rollout status` does.
+async fn wait_rolled_out(deployments: &Api<Deployment>, name: &str) {
+    wait_until("the rollout complete", || async {
+        let deployment = deployments.get(name).await.ok()?;
+        let wanted = deployment.spec.as_ref()?.replicas?;
+        let status = deployment.status?;
+        let done = status.observed_generation? >= deployment.metadata.generation?
+            && status.updated_replicas == Some(wanted)
+            && status.replicas == Some(wanted)
+            && status.available_replicas == Some(wanted);
+        done.then_some(())
+    })
+    .await;
+}
+
+/// What the watch of a Recreate rollout saw.
+#[derive(Debug, Default)]
+struct Templates {
+    /// Every pod-template-hash seen.
+    seen: std::collections::BTreeSet<String>,
+    /// The hashes of the first moment that pods of two templates existed at once.
+    overlap: Option<(String, String)>,
+}
+
+/// Records in `templates` the templates of the pods labelled app=batch, and whether pods of two
+/// of them ever exist at once (terminating ones included).
+async fn record_template_overlap(pods: Api<Pod>, templates: Arc<Mutex<Templates>>) {
+    let mut hashes: BTreeMap<String, String> = BTreeMap::new();
+    let mut listing = false;
+    let config = watcher::Config::default().labels("app=batch");
+    let mut events = std::pin::pin!(watcher(pods, config));
+    let hash =
+        |pod: &Pod| pod.metadata.labels.as_ref().and_then(|labels| labels.get("pod-template-hash").cloned());
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Init) => {
+                listing = true;
+                hashes.clear();
+            }
+            Ok(watcher::Event::InitDone) => listing = false,
+            Ok(watcher::Event::InitApply(pod) | watcher::Event::Apply(pod)) => {
+                let hash = hash(&pod).unwrap_or_default();
+                templates.lock().expect("templates").seen.insert(hash.clone());
+                hashes.insert(pod.metadata.name.clone().unwrap_or_default(), hash);
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                hashes.remove(pod.metadata.name.as_deref().unwrap_or_default());
+            }
+            Err(_) => continue,
+        }
+        let distinct: std::collections::BTreeSet<&String> = hashes.values().collect();
+        if !listing && distinct.len() > 1 {
+            let mut two = distinct.into_iter();
+            let pair = (two.next().cloned().unwrap_or_default(), two.next().cloned().unwrap_or_default());
+            templates.lock().expect("templates").overlap.get_or_insert(pair);
+        }
+    }
 }
 
 /// Keeps `low_water` at the fewest ready, not-terminating pods seen after any pod event.
