@@ -446,3 +446,46 @@ fn collisions_and_claims() {
         "the adopted one is the new one"
     );
 }
+
+// `kubectl scale` with one active ReplicaSet resizes it at once (not through a rollout) and
+// records the new size it was made for.
+#[test]
+fn scaling_resizes_the_one_active_replica_set() {
+    let sets = [replica_set("v1", 1, 3, 3, 0)];
+    let decision = decide(&deployment(5, "v1"), &sets, &[], at(80));
+    let Some(Write::Update { replica_set, event }) =
+        decision.writes.iter().find(|write| matches!(write, Write::Update { .. }))
+    else {
+        panic!("{:?}", decision.writes)
+    };
+    assert_eq!(replicas_of(replica_set), 5);
+    assert_eq!(event.as_deref(), Some(format!("Scaled up replica set {} from 3 to 5", name("v1")).as_str()));
+    assert_eq!(annotation(replica_set, DESIRED_REPLICAS_ANNOTATION), Some("5"));
+    assert_eq!(annotation(replica_set, MAX_REPLICAS_ANNOTATION), Some("6"));
+}
+
+// minReadySeconds and the Deployment's own annotations (but not kubectl's or the controller's)
+// follow onto the new ReplicaSet.
+#[test]
+fn the_new_replica_set_follows_min_ready_seconds_and_annotations() {
+    let mut deployment = deployment(3, "v1");
+    deployment.spec.as_mut().expect("spec").min_ready_seconds = Some(5);
+    deployment.metadata.annotations = Some(
+        [
+            ("kubernetes.io/change-cause".to_owned(), "first".to_owned()),
+            ("kubectl.kubernetes.io/last-applied-configuration".to_owned(), "{}".to_owned()),
+        ]
+        .into(),
+    );
+    let decision = decide(&deployment, &[replica_set("v1", 1, 3, 3, 0)], &[], at(90));
+    let Some(Write::Update { replica_set, event }) =
+        decision.writes.iter().find(|write| matches!(write, Write::Update { .. }))
+    else {
+        panic!("{:?}", decision.writes)
+    };
+    assert_eq!(replica_set.spec.as_ref().and_then(|spec| spec.min_ready_seconds), Some(5));
+    assert_eq!(annotation(replica_set, "kubernetes.io/change-cause"), Some("first"));
+    assert_eq!(annotation(replica_set, "kubectl.kubernetes.io/last-applied-configuration"), None);
+    assert_eq!(annotation(replica_set, REVISION_ANNOTATION), Some("1"), "its revision stays");
+    assert_eq!(*event, None, "not scaled");
+}
