@@ -6,10 +6,12 @@
 //!   finalizers);
 //! - `namespace`: namespace deletion (emptying a terminating namespace, then finalizing it).
 //!
-//! `kinds` finds the kinds both work over by API discovery.
+//! `kinds` finds the kinds both work over by API discovery. `failure_detector` holds the
+//! pure detectors (fixed timeout, phi accrual) that judge a node's Lease renewals.
 
 pub mod deployment;
 pub mod events;
+pub mod failure_detector;
 pub mod gc;
 pub mod kinds;
 pub mod leader_election;
