@@ -8,6 +8,7 @@ pub mod controller_manager;
 pub mod faults;
 pub mod join;
 pub mod kubeconfig;
+pub mod lab;
 pub mod local_cluster;
 pub mod server;
 pub mod token;

@@ -1,7 +1,7 @@
 //! The `shoal` binary: one executable for every role. Wiring only; the work lives in the crates.
 
 use clap::{Parser, Subcommand};
-use shoal::{agent, bench, faults, server, token, up};
+use shoal::{agent, bench, faults, lab, server, token, up};
 
 #[derive(Parser)]
 #[command(name = "shoal", version, about = "A Kubernetes-style container orchestrator in one binary")]
@@ -29,6 +29,9 @@ enum Command {
     /// Measure shoal beside its anchors.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Exercises that measure a design choice of shoal.
+    #[command(subcommand)]
+    Lab(LabCommand),
 }
 
 #[derive(Subcommand)]
@@ -45,6 +48,16 @@ enum BenchCommand {
     Api(bench::api::BenchApiArgs),
     /// A node agent under 3 servers: pod start latency through a watch, the agent's memory.
     Agent(bench::agent::BenchAgentArgs),
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Fixed timeouts and phi accrual against injected latency: detection time after a crash
+    /// and false suspicions per hour, in virtual time, then a real run with a killed sender.
+    FailureDetector(lab::failure_detector::FailureDetectorArgs),
+    /// The failure-detector lab's heartbeat sender (started by the lab, not by people).
+    #[command(hide = true)]
+    FailureDetectorSender(lab::failure_detector::SenderArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,6 +87,10 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(BenchCommand::Store(args)) => bench::run(args).await,
             Command::Bench(BenchCommand::Api(args)) => bench::api::run(args).await,
             Command::Bench(BenchCommand::Agent(args)) => bench::agent::run(args).await,
+            Command::Lab(LabCommand::FailureDetector(args)) => lab::failure_detector::run(args).await,
+            Command::Lab(LabCommand::FailureDetectorSender(args)) => {
+                lab::failure_detector::run_sender(args).await
+            }
         }
     })
 }
