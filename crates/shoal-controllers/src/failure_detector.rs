@@ -51,14 +51,18 @@ pub struct PhiConfig {
 pub const AGENT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Default for PhiConfig {
-    /// Akka's shape (window 100, min_std_dev 100 ms, no acceptable pause) with the threshold
-    /// `shoal lab failure-detector` chose for one-second heartbeats.
+    /// Akka's window (100) and deviation floor (100 ms), with the threshold and acceptable
+    /// pause that `shoal lab failure-detector` chose for one-second heartbeats: under its
+    /// heavy-tail model (pauses of half a second and up every ten minutes), the fewest false
+    /// suspicions (1.4 an hour, against 2.1 for the best fixed timeout) among the settings
+    /// that detect 99 % of crashes within 3 s (median 1.9 s). Without the pause, every
+    /// threshold up to 16 suspects nearly every pause (4 to 6 an hour).
     fn default() -> Self {
         PhiConfig {
-            threshold: 8.0,
+            threshold: 3.0,
             window: 100,
             min_std_dev: Duration::from_millis(100),
-            acceptable_pause: Duration::ZERO,
+            acceptable_pause: Duration::from_secs(1),
             first_interval: AGENT_HEARTBEAT_INTERVAL,
         }
     }

@@ -9,8 +9,14 @@ fn secs(seconds: f64) -> Duration {
     Duration::from_secs_f64(seconds)
 }
 
+/// A phi detector without an acceptable pause, so that phi is the bare normal tail.
 fn phi_detector(threshold: f64, window: usize) -> Detector {
-    Detector::new(DetectorConfig::PhiAccrual(PhiConfig { threshold, window, ..PhiConfig::default() }))
+    Detector::new(DetectorConfig::PhiAccrual(PhiConfig {
+        threshold,
+        window,
+        acceptable_pause: Duration::ZERO,
+        ..PhiConfig::default()
+    }))
 }
 
 /// A detector fed `count` heartbeats, one every `interval` seconds from 0; returns it and the
@@ -109,7 +115,8 @@ fn heartbeats_out_of_order_are_ignored() {
 fn phi_stays_finite_at_the_edges() {
     // Enormous silences, a perfectly regular sender with no deviation floor, a query before
     // the last heartbeat and intervals of centuries: phi is finite, not NaN, and ordered.
-    let config = PhiConfig { min_std_dev: Duration::ZERO, ..PhiConfig::default() };
+    let config =
+        PhiConfig { min_std_dev: Duration::ZERO, acceptable_pause: Duration::ZERO, ..PhiConfig::default() };
     let (detector, last) = fed(Detector::new(DetectorConfig::PhiAccrual(config)), 300, 1.0);
     for now in [Duration::ZERO, last, last + secs(1.0), last + secs(1.001), last + secs(1e9), Duration::MAX] {
         let phi = detector.suspicion(now);
@@ -138,6 +145,15 @@ fn the_deadline_is_when_suspicion_starts() {
         assert!(!detector.suspects(deadline - Duration::from_nanos(1)));
     }
     assert_eq!(Detector::new(DetectorConfig::default()).suspicion_deadline(), None);
+}
+
+#[test]
+fn the_default_tolerates_a_second_of_pause() {
+    // shoal's default (the lab's choice): a regular sender is not suspected 2 s after its
+    // last heartbeat (a one-second pause on top of the interval), and is 3 s after it.
+    let (detector, last) = fed(Detector::new(DetectorConfig::default()), 200, 1.0);
+    assert!(!detector.suspects(last + secs(2.0)));
+    assert!(detector.suspects(last + secs(3.0)));
 }
 
 #[test]
