@@ -10,6 +10,7 @@
 //! pure detectors (fixed timeout, phi accrual) that judge a node's Lease renewals.
 
 pub mod deployment;
+pub mod endpoints;
 pub mod events;
 pub mod failure_detector;
 pub mod gc;
@@ -61,8 +62,10 @@ pub async fn run(client: kube::Client) {
         .instrument(tracing::info_span!("deployment_controller"))
         .boxed();
     drop(recorders);
+    let endpoints =
+        endpoints::run(client.clone()).instrument(tracing::info_span!("endpoints_controller")).boxed();
     let events = events::send_events(client, events);
-    futures::future::join5(gc, namespace, replica_sets, deployments, events).await;
+    futures::join!(gc, namespace, replica_sets, deployments, endpoints, events);
 }
 
 /// Whether `error` is the API's answer with HTTP status `code`.
