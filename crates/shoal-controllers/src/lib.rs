@@ -4,7 +4,9 @@
 //! a thin runtime that builds the snapshot from the API and carries the decision out:
 //! - `gc`: the garbage collector (ownerReferences, the `orphan` and `foregroundDeletion`
 //!   finalizers);
-//! - `namespace`: namespace deletion (emptying a terminating namespace, then finalizing it).
+//! - `namespace`: namespace deletion (emptying a terminating namespace, then finalizing it);
+//! - `endpoints`: Endpoints and EndpointSlices of Services with a selector;
+//! - `hpa`: the horizontal pod autoscaler (autoscaling/v2 over the metrics API).
 //!
 //! `kinds` finds the kinds both work over by API discovery. `failure_detector` holds the
 //! pure detectors (fixed timeout, phi accrual) that judge a node's Lease renewals.
@@ -14,10 +16,12 @@ pub mod endpoints;
 pub mod events;
 pub mod failure_detector;
 pub mod gc;
+pub mod hpa;
 pub mod kinds;
 pub mod leader_election;
 pub mod namespace;
 pub mod ownership;
+pub mod quantity;
 pub mod replicaset;
 
 use std::time::Duration;
@@ -35,11 +39,17 @@ pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The pause between two failed discoveries at start.
 pub const DISCOVERY_RETRY_DELAY: Duration = Duration::from_secs(2);
 
+/// The controllers' settings.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Config {
+    pub hpa: hpa::Config,
+}
+
 /// Runs every controller against `client` until the future is dropped.
 ///
 /// Nothing is spawned: dropping the future (the server losing leadership) stops every watch
 /// and every request in flight.
-pub async fn run(client: kube::Client) {
+pub async fn run(client: kube::Client, config: Config) {
     let kinds = loop {
         match tokio::time::timeout(DISCOVERY_TIMEOUT, kinds::discover(&client)).await {
             Ok(Ok(kinds)) => break kinds,
@@ -64,8 +74,11 @@ pub async fn run(client: kube::Client) {
     drop(recorders);
     let endpoints =
         endpoints::run(client.clone()).instrument(tracing::info_span!("endpoints_controller")).boxed();
+    let hpa = hpa::run(client.clone(), &kinds, config.hpa)
+        .instrument(tracing::info_span!("horizontal_pod_autoscaler"))
+        .boxed();
     let events = events::send_events(client, events);
-    futures::join!(gc, namespace, replica_sets, deployments, endpoints, events);
+    futures::join!(gc, namespace, replica_sets, deployments, endpoints, hpa, events);
 }
 
 /// Whether `error` is the API's answer with HTTP status `code`.

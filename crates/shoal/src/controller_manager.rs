@@ -21,10 +21,11 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Campaigns, as `identity`, for the two leader-elected roles, each with its own Lease as in
 /// Kubernetes (so they may lead from different servers): `kube-controller-manager` runs the
 /// controllers and `kube-scheduler` the scheduler. Never returns.
-pub async fn run(identity: String, kubeconfig: PathBuf) {
+pub async fn run(identity: String, kubeconfig: PathBuf, config: shoal_controllers::Config) {
     let client = unfenced_client(&kubeconfig).await;
-    let controllers =
-        lead(client.clone(), "kube-controller-manager", &identity, &kubeconfig, shoal_controllers::run);
+    let controllers = lead(client.clone(), "kube-controller-manager", &identity, &kubeconfig, |client| {
+        shoal_controllers::run(client, config.clone())
+    });
     let scheduler = lead(client, "kube-scheduler", &identity, &kubeconfig, shoal_scheduler::run);
     futures::future::join(controllers, scheduler).await;
 }
@@ -35,11 +36,12 @@ async fn lead<F>(
     lease: &str,
     identity: &str,
     kubeconfig: &Path,
-    role: fn(kube::Client) -> F,
+    role: impl Fn(kube::Client) -> F,
 ) -> !
 where
     F: std::future::Future<Output = ()>,
 {
+    let role = &role;
     leader_election::lead(client, ElectionConfig::new(lease), identity, |term| async move {
         role(fenced_client(kubeconfig, &term).await).await;
     })

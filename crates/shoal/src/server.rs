@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
@@ -66,6 +67,10 @@ pub struct ServerArgs {
     /// Snapshot the state machine and purge the log after this many entries.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every_entries: u64,
+    /// How often the horizontal pod autoscaler looks at each HPA, in milliseconds (upstream's
+    /// `--horizontal-pod-autoscaler-sync-period`).
+    #[arg(long, default_value_t = shoal_controllers::hpa::SYNC_PERIOD.as_millis() as u64)]
+    pub horizontal_pod_autoscaler_sync_period_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -80,7 +85,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api =
         shoal_apiserver::start(api_config, server.store.clone()).await.context("starting the API server")?;
     let kubeconfig = controllers_kubeconfig(&args, api.addr)?;
-    let controllers = tokio::spawn(crate::controller_manager::run(args.name.clone(), kubeconfig));
+    let mut controllers_config = shoal_controllers::Config::default();
+    controllers_config.hpa.sync_period = Duration::from_millis(args.horizontal_pod_autoscaler_sync_period_ms);
+    let controllers =
+        tokio::spawn(crate::controller_manager::run(args.name.clone(), kubeconfig, controllers_config));
     tracing::info!(
         id = %format!("{:x}", server.store.id()),
         peer = %server.peer_addr,
