@@ -822,8 +822,26 @@ fn valid_cidr(errs: &mut Errors, path: &Path, value: &str) {
     }
 }
 
-/// Upstream's `ValidateNonSpecialIP`, for endpoint and external IPs.
+/// Whether an address check lets loopback addresses through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Loopback {
+    Refused,
+    Allowed,
+}
+
+/// Upstream's `ValidateNonSpecialIP`, for external IPs.
 fn non_special_ip(errs: &mut Errors, path: &Path, value: &str) {
+    special_ip_checks(errs, path, value, Loopback::Refused);
+}
+
+/// Upstream's `ValidateNonSpecialIP` for the addresses of Endpoints and EndpointSlices, but
+/// for loopback ones: shoal's process runtime gives pods loopback addresses (127.x.y.z), and
+/// their endpoints must be able to say so.
+fn endpoint_ip(errs: &mut Errors, path: &Path, value: &str) {
+    special_ip_checks(errs, path, value, Loopback::Allowed);
+}
+
+fn special_ip_checks(errs: &mut Errors, path: &Path, value: &str, loopback: Loopback) {
     let Some(ip) = parse_ip_sloppy(value).map(canonical_ip) else {
         errs.invalid(path, value, "must be a valid IP address");
         return;
@@ -831,7 +849,7 @@ fn non_special_ip(errs: &mut Errors, path: &Path, value: &str) {
     if ip.is_unspecified() {
         errs.invalid(path, value, format!("may not be unspecified ({value})"));
     }
-    if ip.is_loopback() {
+    if ip.is_loopback() && loopback == Loopback::Refused {
         errs.invalid(path, value, "may not be in the loopback range (127.0.0.0/8, ::1/128)");
     }
     let (link_local_unicast, link_local_multicast) = match ip {
@@ -3920,7 +3938,7 @@ fn endpoint_address(errs: &mut Errors, address: &Value, path: &Path) {
     if let Some(node_name) = opt_text(address, "nodeName") {
         dns1123_subdomain(errs, &path.child("nodeName"), node_name);
     }
-    non_special_ip(errs, &path.child("ip"), ip);
+    endpoint_ip(errs, &path.child("ip"), ip);
 }
 
 const MAX_SLICE_ENDPOINTS: usize = 1000;
@@ -3998,7 +4016,7 @@ fn slice_endpoint(errs: &mut Errors, endpoint: &Value, address_type: &str, path:
                 if parsed.is_none_or(|ip| ip.is_ipv6() != want_v6) {
                     errs.invalid(&address_path, *address, format!("must be a valid {address_type} address"));
                 }
-                non_special_ip(errs, &address_path, address);
+                endpoint_ip(errs, &address_path, address);
             }
             "FQDN" => fully_qualified_domain_name(errs, &address_path, address),
             _ => {}
@@ -4905,11 +4923,11 @@ mod tests {
         );
         check(
             "Endpoints",
-            json!({"metadata": {"name": "e", "namespace": "n"}, "subsets": [{"addresses": [{"ip": "127.0.0.1"}, {"ip": "x"}]}, {}]}),
+            json!({"metadata": {"name": "e", "namespace": "n"}, "subsets": [{"addresses": [{"ip": "169.254.0.1"}, {"ip": "x"}, {"ip": "127.0.0.1"}]}, {}]}),
             None,
             true,
             &[
-                "Invalid subsets[0].addresses[0].ip: Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)",
+                "Invalid subsets[0].addresses[0].ip: Invalid value: \"169.254.0.1\": may not be in the link-local range (169.254.0.0/16, fe80::/10)",
                 "Invalid subsets[0].addresses[1].ip: Invalid value: \"x\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
                 "Invalid subsets[0].addresses[1].ip: Invalid value: \"x\": must be a valid IP address",
                 "Required subsets[1]: Required value: must specify `addresses` or `notReadyAddresses`",
