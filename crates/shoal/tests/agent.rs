@@ -26,13 +26,7 @@ async fn cluster_with_agent() -> (common::TestCluster, Client, tokio::sync::Mute
     let mut cluster = common::start_cluster(3, &[]).await;
     cluster.start_agent("a1", 0, &AGENT_ARGS).await.expect("starting the agent");
     let client = cluster.admin_client(0).await.expect("admin client");
-    let nodes: Api<Node> = Api::all(client.clone());
-    wait_until("node a1 Ready", || async {
-        let node = nodes.get_opt("a1").await.ok().flatten()?;
-        let ready = node.status?.conditions?.into_iter().find(|condition| condition.type_ == "Ready")?;
-        (ready.status == "True").then_some(())
-    })
-    .await;
+    common::wait_node_ready(&client, "a1").await;
     (cluster, client, turn)
 }
 

@@ -116,3 +116,14 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Waits until the node `name` reports Ready.
+pub async fn wait_node_ready(client: &kube::Client, name: &str) {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    wait_until(&format!("node {name} Ready"), || async {
+        let node = nodes.get_opt(name).await.ok().flatten()?;
+        let ready = node.status?.conditions?.into_iter().find(|condition| condition.type_ == "Ready")?;
+        (ready.status == "True").then_some(())
+    })
+    .await;
+}
