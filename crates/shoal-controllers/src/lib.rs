@@ -6,10 +6,13 @@
 //!   finalizers);
 //! - `namespace`: namespace deletion (emptying a terminating namespace, then finalizing it);
 //! - `endpoints`: Endpoints and EndpointSlices of Services with a selector;
-//! - `hpa`: the horizontal pod autoscaler (autoscaling/v2 over the metrics API).
+//! - `hpa`: the horizontal pod autoscaler (autoscaling/v2 over the metrics API);
+//! - `node_lifecycle`: conditions and taints of unreachable or not-ready nodes, and eviction of
+//!   the pods of NoExecute-tainted nodes once their tolerations run out;
+//! - `replicaset` and `deployment`: the workload controllers behind `kubectl rollout`.
 //!
-//! `kinds` finds the kinds both work over by API discovery. `failure_detector` holds the
-//! pure detectors (fixed timeout, phi accrual) that judge a node's Lease renewals.
+//! `kinds` finds the kinds the first two work over by API discovery. `failure_detector` holds
+//! the pure detectors (fixed timeout, phi accrual) that judge a node's Lease renewals.
 
 pub mod deployment;
 pub mod endpoints;
@@ -20,6 +23,7 @@ pub mod hpa;
 pub mod kinds;
 pub mod leader_election;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod ownership;
 pub mod quantity;
 pub mod replicaset;
@@ -77,8 +81,11 @@ pub async fn run(client: kube::Client, config: Config) {
     let hpa = hpa::run(client.clone(), &kinds, config.hpa)
         .instrument(tracing::info_span!("horizontal_pod_autoscaler"))
         .boxed();
+    let node_lifecycle = node_lifecycle::run(client.clone(), node_lifecycle::NodeLifecycleConfig::default())
+        .instrument(tracing::info_span!("node_lifecycle"))
+        .boxed();
     let events = events::send_events(client, events);
-    futures::join!(gc, namespace, replica_sets, deployments, endpoints, hpa, events);
+    futures::join!(gc, namespace, replica_sets, deployments, endpoints, hpa, node_lifecycle, events);
 }
 
 /// Whether `error` is the API's answer with HTTP status `code`.
