@@ -176,6 +176,50 @@ pub fn finish_create(resource: &ResourceType, object: &mut Value) {
     }
 }
 
+/// How long, by default, a pod stays bound to a node that is unreachable or not ready before
+/// the node lifecycle controller evicts it: the `tolerationSeconds` of the tolerations every
+/// pod gets at create. Kubernetes waits 300 s; shoal, which finds dead nodes in seconds, wants
+/// their pods running elsewhere in seconds too. `shoal server --default-toleration-seconds`
+/// sets it.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 5;
+
+/// The taints the default tolerations are for.
+const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+
+/// Kubernetes' DefaultTolerationSeconds admission: a pod created without a NoExecute toleration
+/// of the not-ready or unreachable taint gets one (operator Exists) for `seconds`. A toleration
+/// with an empty key or effect counts, since it tolerates those taints too.
+pub fn default_tolerations(resource: &ResourceType, object: &mut Value, seconds: i64) {
+    if resource.kind != "Pod" || !resource.group.is_empty() {
+        return;
+    }
+    let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    if tolerations.is_null() {
+        *tolerations = json!([]);
+    }
+    // A malformed list is left for validation to report.
+    let Some(tolerations) = tolerations.as_array_mut() else { return };
+    let tolerates = |tolerations: &[Value], taint: &str| {
+        tolerations.iter().any(|toleration| {
+            let field = |name: &str| toleration.get(name).and_then(Value::as_str).unwrap_or("");
+            (field("key") == taint || field("key").is_empty())
+                && (field("effect") == "NoExecute" || field("effect").is_empty())
+        })
+    };
+    for taint in [NOT_READY_TAINT, UNREACHABLE_TAINT] {
+        if !tolerates(tolerations, taint) {
+            tolerations.push(json!({
+                "key": taint,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": seconds,
+            }));
+        }
+    }
+}
+
 /// Kubernetes' QoS class of a pod spec: BestEffort without any CPU or memory request or
 /// limit; Guaranteed when every container limits both and requests what it limits;
 /// Burstable otherwise. Quantities compare as written (`1` and `1000m` differ).
@@ -301,6 +345,37 @@ pub fn generate_name(object: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Every created pod tolerates not-ready and unreachable for the default time, unless it
+    // says otherwise: its own toleration of a taint (or of every key, or every effect) stands.
+    #[test]
+    fn default_tolerations_fill_in_what_is_missing() {
+        let pods = crate::resource::RESOURCES.iter().find(|r| r.kind == "Pod" && r.group.is_empty()).unwrap();
+        let check = |spec: Value, expected: Value| {
+            let mut pod = json!({ "spec": spec });
+            default_tolerations(pods, &mut pod, 7);
+            assert_eq!(pod["spec"]["tolerations"], expected, "{spec}");
+        };
+        let default = |taint: &str| json!({"key": taint, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 7});
+        check(json!({}), json!([default(NOT_READY_TAINT), default(UNREACHABLE_TAINT)]));
+        check(json!({"tolerations": null}), json!([default(NOT_READY_TAINT), default(UNREACHABLE_TAINT)]));
+        let own = json!({"key": UNREACHABLE_TAINT, "operator": "Exists", "effect": "NoExecute"});
+        check(json!({"tolerations": [own]}), json!([own, default(NOT_READY_TAINT)]));
+        let any_effect = json!({"key": NOT_READY_TAINT, "operator": "Exists", "tolerationSeconds": 60});
+        check(json!({"tolerations": [any_effect]}), json!([any_effect, default(UNREACHABLE_TAINT)]));
+        let everything = json!({"operator": "Exists"});
+        check(json!({"tolerations": [everything]}), json!([everything]));
+        let no_schedule = json!({"key": NOT_READY_TAINT, "operator": "Exists", "effect": "NoSchedule"});
+        check(
+            json!({"tolerations": [no_schedule]}),
+            json!([no_schedule, default(NOT_READY_TAINT), default(UNREACHABLE_TAINT)]),
+        );
+        check(json!({"tolerations": "bad"}), json!("bad"));
+        let mut deployment = json!({"spec": {}});
+        let deployments = crate::resource::RESOURCES.iter().find(|r| r.kind == "Deployment").unwrap();
+        default_tolerations(deployments, &mut deployment, 7);
+        assert_eq!(deployment, json!({"spec": {}}));
+    }
 
     // The QoS class follows Kubernetes' rules over all containers.
     #[test]

@@ -45,6 +45,8 @@ pub struct Api {
     pub(crate) node_dialer: Option<crate::node_proxy::NodeDialer>,
     /// Nodes' earlier summaries, for `metrics.k8s.io` rates.
     pub(crate) sampler: crate::metrics::Sampler,
+    /// The `tolerationSeconds` of the not-ready and unreachable tolerations pods get at create.
+    pub(crate) default_toleration_seconds: i64,
 }
 
 /// The query parameters the API understands.
@@ -173,7 +175,14 @@ impl Api {
             signer: None,
             node_dialer: None,
             sampler: crate::metrics::Sampler::default(),
+            default_toleration_seconds: crate::admit::DEFAULT_TOLERATION_SECONDS,
         }
+    }
+
+    /// Gives created pods tolerations of not-ready and unreachable nodes for `seconds`.
+    pub fn with_default_toleration_seconds(mut self, seconds: i64) -> Self {
+        self.default_toleration_seconds = seconds;
+        self
     }
 
     /// Lets the API reach agents, for `pods/log` and `metrics.k8s.io`.

@@ -48,6 +48,9 @@ pub struct ApiServerConfig {
     /// The client certificate this server presents to agents' kubelet ports (`pods/log`);
     /// without it such requests get 503.
     pub kubelet_client: Option<TlsFiles>,
+    /// How long pods tolerate, by default, a node that is not ready or unreachable before they
+    /// are evicted (`crate::admit::DEFAULT_TOLERATION_SECONDS` unless set).
+    pub default_toleration_seconds: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +105,8 @@ pub async fn start(config: ApiServerConfig, store: Store) -> Result<RunningApiSe
             .with_cluster_ca(ca_pem, config.signer.clone())
             .with_node_dialer(
                 config.kubelet_client.as_ref().map(crate::node_proxy::NodeDialer::load).transpose()?,
-            ),
+            )
+            .with_default_toleration_seconds(config.default_toleration_seconds),
     );
     api.ensure_system_namespaces();
     let listener = TcpListener::bind(config.listen)

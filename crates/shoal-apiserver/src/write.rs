@@ -45,6 +45,7 @@ async fn create_checked(
     let validation = FieldValidation::from_call(call)?;
     let mut object = admit::normalize(resource, object, validation, &mut warnings)?;
     admit::prepare_create(resource, &mut object);
+    admit::default_tolerations(resource, &mut object, api.default_toleration_seconds);
     admit::default_and_validate(resource, &mut object, None)?;
     admit::finish_create(resource, &mut object);
     if ownership == Ownership::Update {

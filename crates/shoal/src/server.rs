@@ -71,6 +71,12 @@ pub struct ServerArgs {
     /// `--horizontal-pod-autoscaler-sync-period`).
     #[arg(long, default_value_t = shoal_controllers::hpa::SYNC_PERIOD.as_millis() as u64)]
     pub horizontal_pod_autoscaler_sync_period_ms: u64,
+    /// How long pods tolerate a node that is unreachable or not ready before the node
+    /// lifecycle controller evicts them: the `tolerationSeconds` of the tolerations every pod
+    /// gets at create unless it has its own (Kubernetes: 300). The same on every server.
+    #[arg(long, default_value_t = shoal_apiserver::admit::DEFAULT_TOLERATION_SECONDS,
+          value_parser = clap::value_parser!(i64).range(0..))]
+    pub default_toleration_seconds: i64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -145,6 +151,7 @@ fn config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, shoal_apiserver::A
         // Every server of a cluster holds the CA key (`ensure_ca` loads it), so any can sign.
         signer: Some(std::sync::Arc::new(ca)),
         kubelet_client: Some(kubelet_client),
+        default_toleration_seconds: args.default_toleration_seconds,
     };
     let tls =
         (!args.insecure_plaintext).then_some(TlsFiles { ca: files.ca, cert: files.cert, key: files.key });
