@@ -107,7 +107,10 @@ async fn keep_node(config: AgentConfig, client: Client) {
         ticks.tick().await;
         conditions = node::conditions(Pressure::observe(&config.state_dir), &conditions, now());
         let next = node::status(identity, &config.capacity, conditions.clone());
-        if !node::changed(&status, &next) && reported_at.elapsed() < node::STATUS_REPORT_MAX_INTERVAL {
+        if !node::changed(&status, &next)
+            && reported_at.elapsed() < node::STATUS_REPORT_MAX_INTERVAL
+            && !node::overwritten(&client, &identity.name, &next).await
+        {
             continue;
         }
         match node::report(&client, &identity.name, &next).await {

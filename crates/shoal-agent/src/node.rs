@@ -229,6 +229,29 @@ pub async fn report(client: &Client, name: &str, status: &NodeStatus) -> Result<
     nodes.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await.map(|_| ())
 }
 
+/// Whether the stored Node's conditions say something else than `ours`: the node lifecycle
+/// controller marks the conditions of a node it stopped hearing from Unknown, and a node that
+/// is alive after all must say so again without waiting for its own conditions to change. A
+/// failed read is no reason to write.
+pub async fn overwritten(client: &Client, name: &str, ours: &NodeStatus) -> bool {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match tokio::time::timeout(STATUS_READ_TIMEOUT, nodes.get_opt(name)).await {
+        Ok(Ok(Some(stored))) => conditions_differ(stored.status.as_ref(), ours),
+        _ => false,
+    }
+}
+
+/// How long the read of the stored Node may take; the next status tick tries again.
+const STATUS_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `stored` lacks one of `ours` conditions or has it with another status.
+fn conditions_differ(stored: Option<&NodeStatus>, ours: &NodeStatus) -> bool {
+    let stored = stored.and_then(|status| status.conditions.as_deref()).unwrap_or(&[]);
+    ours.conditions.iter().flatten().any(|condition| {
+        !stored.iter().any(|other| other.type_ == condition.type_ && other.status == condition.status)
+    })
+}
+
 /// Whether two statuses differ in more than their heartbeat times.
 pub fn changed(old: &NodeStatus, new: &NodeStatus) -> bool {
     let without_heartbeats = |status: &NodeStatus| {
@@ -306,6 +329,26 @@ mod tests {
         let ready = &second[3];
         assert_eq!(ready.last_transition_time, Some(at(10)));
         assert_eq!(ready.last_heartbeat_time, Some(at(20)));
+    }
+
+    // A status the controller marked Unknown (or one missing a condition) is told apart from
+    // one that says what the agent says.
+    #[test]
+    fn overwritten_conditions_are_noticed() {
+        let ours = NodeStatus {
+            conditions: Some(conditions(Pressure::default(), &[], at(10))),
+            ..NodeStatus::default()
+        };
+        let mut stored = ours.clone();
+        for condition in stored.conditions.iter_mut().flatten() {
+            condition.last_heartbeat_time = Some(at(5));
+        }
+        assert!(!conditions_differ(Some(&stored), &ours));
+        stored.conditions.as_mut().unwrap()[3].status = "Unknown".into();
+        assert!(conditions_differ(Some(&stored), &ours));
+        stored.conditions.as_mut().unwrap().pop();
+        assert!(conditions_differ(Some(&stored), &ours));
+        assert!(conditions_differ(None, &ours));
     }
 
     // Status changes are told apart from heartbeats.
