@@ -260,3 +260,66 @@ impl Kubectl {
         self.run(args).await.unwrap_or_else(|stderr| panic!("kubectl {args:?} failed: {stderr}"))
     }
 }
+
+// A Deployment's replicas on a node that dies are replaced on the other node: the node
+// lifecycle controller evicts them once their toleration runs out, their ReplicaSet creates
+// replacements, the scheduler keeps them off the tainted node, and the other agent runs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_a_dead_node_are_replaced_on_another() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = common::start_cluster(3, &[]).await;
+    let agents = [
+        cluster.start_agent("a1", 0, &[]).await.expect("starting agent a1"),
+        cluster.start_agent("a2", 1, &[]).await.expect("starting agent a2"),
+    ];
+    let client = cluster.admin_client(2).await.expect("admin client");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    wait_ready(&nodes, "a1").await;
+    wait_ready(&nodes, "a2").await;
+    let deployment: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "web" },
+        "spec": {
+            "replicas": 4,
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": {
+                "metadata": { "labels": { "app": "web" } },
+                "spec": {
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [{ "name": "sleep", "image": "host", "command": ["/bin/sleep", "3600"] }],
+                },
+            },
+        },
+    }))
+    .expect("a valid deployment");
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), "default");
+    deployments.create(&PostParams::default(), &deployment).await.expect("creating the deployment");
+    // Running replicas that are not being deleted, by node.
+    let running_on = |node: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let list = pods.list(&kube::api::ListParams::default().labels("app=web")).await.ok()?;
+            let count = list
+                .items
+                .iter()
+                .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+                .filter(|pod| pod.spec.as_ref().and_then(|spec| spec.node_name.as_deref()) == Some(node))
+                .filter(|pod| {
+                    pod.status.as_ref().and_then(|status| status.phase.as_deref()) == Some("Running")
+                })
+                .count();
+            Some(count)
+        }
+    };
+    wait_until("4 replicas Running, spread over both nodes", || async {
+        let (on_a1, on_a2) = (running_on("a1").await?, running_on("a2").await?);
+        (on_a1 + on_a2 == 4 && on_a1 > 0 && on_a2 > 0).then_some(())
+    })
+    .await;
+
+    cluster.kill_agent(agents[0]).await.expect("killing agent a1");
+    let killed = Instant::now();
+    wait_until("4 replicas Running on a2", || async { (running_on("a2").await? == 4).then_some(()) }).await;
+    eprintln!("kill -9 of a node to all its replicas Running elsewhere: {:?}", killed.elapsed());
+    assert_eq!(running_on("a1").await, Some(0), "nothing may be placed on the dead node");
+}
