@@ -40,8 +40,9 @@ async fn put_get_and_delete() {
     let cluster = start_cluster(3, &[]).await;
     let etcdctl = Etcdctl::all(&exe, &cluster);
 
-    assert_eq!(etcdctl.ok(&["put", "k/a", "1"]).await, "OK\n");
-    let first = revision_of(&etcdctl.json(&["put", "k/b", "2"]).await) - 1;
+    // Revisions are taken from the answers: the servers' own Lease renewals write in between.
+    let first = revision_of(&etcdctl.json(&["put", "k/a", "1"]).await);
+    assert_eq!(etcdctl.ok(&["put", "k/b", "2"]).await, "OK\n");
     etcdctl.ok(&["put", "k/c", "3"]).await;
     let last = revision_of(&etcdctl.json(&["put", "k/a", "10"]).await);
 
@@ -299,7 +300,8 @@ async fn endpoint_status_reports_leader_term_index_and_revision() {
     for status in statuses {
         let status = &status["Status"];
         assert_eq!(status["leader"].as_u64(), Some(leader_id), "{status}");
-        assert_eq!(status["header"]["revision"].as_i64(), Some(latest), "{status}");
+        // At least: the servers' leader-election Leases keep writing.
+        assert!(status["header"]["revision"].as_i64().is_some_and(|revision| revision >= latest), "{status}");
         assert_eq!(status["raftTerm"], statuses[0]["Status"]["raftTerm"]);
         assert!(status["raftTerm"].as_u64().unwrap() >= 1, "{status}");
         let (index, applied) =
