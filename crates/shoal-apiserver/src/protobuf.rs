@@ -26,6 +26,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::authentication::v1 as authentication;
 use k8s_openapi::api::authorization::v1 as authorization;
+use k8s_openapi::api::autoscaling::v2 as autoscaling;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::api::resource as quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
@@ -66,6 +67,14 @@ pub fn decode(resource: &ResourceType, body: &[u8]) -> Result<Value, ApiError> {
                 return Err(unsupported());
             }
             to_json(apps::Deployment::from(deployment))
+        }
+        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+            let autoscaler = parse::<wire::HorizontalPodAutoscaler>(&kind, raw)?;
+            if let Some(field) = autoscaler.unsupported_field() {
+                tracing::info!(%field, "refused a protobuf HorizontalPodAutoscaler using a field shoal does not decode");
+                return Err(unsupported());
+            }
+            to_json(autoscaling::HorizontalPodAutoscaler::from(autoscaler))
         }
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => to_json(
             authorization::SelfSubjectAccessReview::from(parse::<wire::SelfSubjectAccessReview>(&kind, raw)?),
@@ -1162,6 +1171,157 @@ mod wire {
         }
     }
 
+    // k8s.io/api/autoscaling/v2/generated.proto (what `kubectl autoscale` sends)
+
+    /// Not modelled: 3 status (server-owned).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct HorizontalPodAutoscaler {
+        #[prost(message, optional, tag = "1")]
+        pub metadata: Option<ObjectMeta>,
+        #[prost(message, optional, tag = "2")]
+        pub spec: Option<HorizontalPodAutoscalerSpec>,
+    }
+
+    impl HorizontalPodAutoscaler {
+        /// The path of the first field present that this module does not decode.
+        pub fn unsupported_field(&self) -> Option<String> {
+            let spec = self.spec.as_ref()?;
+            if spec.behavior.is_some() {
+                return Some("spec.behavior".into());
+            }
+            spec.metrics.iter().find_map(|metric| {
+                let field = [
+                    ("object", metric.object.is_some()),
+                    ("pods", metric.pods.is_some()),
+                    ("external", metric.external.is_some()),
+                    ("containerResource", metric.container_resource.is_some()),
+                ]
+                .into_iter()
+                .find_map(|(field, present)| present.then_some(field))?;
+                Some(format!("spec.metrics[].{field}"))
+            })
+        }
+    }
+
+    impl From<HorizontalPodAutoscaler> for autoscaling::HorizontalPodAutoscaler {
+        fn from(message: HorizontalPodAutoscaler) -> Self {
+            autoscaling::HorizontalPodAutoscaler {
+                metadata: message.metadata.map(Into::into).unwrap_or_default(),
+                spec: message.spec.map(Into::into),
+                status: None,
+            }
+        }
+    }
+
+    /// Not modelled (refused when present): 5 behavior.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct HorizontalPodAutoscalerSpec {
+        #[prost(message, optional, tag = "1")]
+        pub scale_target_ref: Option<CrossVersionObjectReference>,
+        #[prost(int32, optional, tag = "2")]
+        pub min_replicas: Option<i32>,
+        #[prost(int32, optional, tag = "3")]
+        pub max_replicas: Option<i32>,
+        #[prost(message, repeated, tag = "4")]
+        pub metrics: Vec<MetricSpec>,
+        #[prost(bytes = "vec", optional, tag = "5")]
+        pub behavior: Option<Opaque>,
+    }
+
+    impl From<HorizontalPodAutoscalerSpec> for autoscaling::HorizontalPodAutoscalerSpec {
+        fn from(message: HorizontalPodAutoscalerSpec) -> Self {
+            let metrics: Vec<autoscaling::MetricSpec> = message.metrics.into_iter().map(Into::into).collect();
+            autoscaling::HorizontalPodAutoscalerSpec {
+                scale_target_ref: message.scale_target_ref.map(Into::into).unwrap_or_default(),
+                min_replicas: message.min_replicas,
+                max_replicas: message.max_replicas.unwrap_or_default(),
+                metrics: (!metrics.is_empty()).then_some(metrics),
+                behavior: None,
+            }
+        }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct CrossVersionObjectReference {
+        #[prost(string, optional, tag = "1")]
+        pub kind: Option<String>,
+        #[prost(string, optional, tag = "2")]
+        pub name: Option<String>,
+        #[prost(string, optional, tag = "3")]
+        pub api_version: Option<String>,
+    }
+
+    impl From<CrossVersionObjectReference> for autoscaling::CrossVersionObjectReference {
+        fn from(message: CrossVersionObjectReference) -> Self {
+            autoscaling::CrossVersionObjectReference {
+                kind: message.kind.unwrap_or_default(),
+                name: message.name.unwrap_or_default(),
+                api_version: omit_empty(message.api_version),
+            }
+        }
+    }
+
+    /// Not modelled (refused when present): 2 object, 3 pods, 5 external, 7 containerResource.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MetricSpec {
+        #[prost(string, optional, tag = "1")]
+        pub type_: Option<String>,
+        #[prost(bytes = "vec", optional, tag = "2")]
+        pub object: Option<Opaque>,
+        #[prost(bytes = "vec", optional, tag = "3")]
+        pub pods: Option<Opaque>,
+        #[prost(message, optional, tag = "4")]
+        pub resource: Option<ResourceMetricSource>,
+        #[prost(bytes = "vec", optional, tag = "5")]
+        pub external: Option<Opaque>,
+        #[prost(bytes = "vec", optional, tag = "7")]
+        pub container_resource: Option<Opaque>,
+    }
+
+    impl From<MetricSpec> for autoscaling::MetricSpec {
+        fn from(message: MetricSpec) -> Self {
+            autoscaling::MetricSpec {
+                type_: message.type_.unwrap_or_default(),
+                resource: message.resource.map(|resource| autoscaling::ResourceMetricSource {
+                    name: resource.name.unwrap_or_default(),
+                    target: resource.target.map(Into::into).unwrap_or_default(),
+                }),
+                ..autoscaling::MetricSpec::default()
+            }
+        }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResourceMetricSource {
+        #[prost(string, optional, tag = "1")]
+        pub name: Option<String>,
+        #[prost(message, optional, tag = "2")]
+        pub target: Option<MetricTarget>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MetricTarget {
+        #[prost(string, optional, tag = "1")]
+        pub type_: Option<String>,
+        #[prost(message, optional, tag = "2")]
+        pub value: Option<Quantity>,
+        #[prost(message, optional, tag = "3")]
+        pub average_value: Option<Quantity>,
+        #[prost(int32, optional, tag = "4")]
+        pub average_utilization: Option<i32>,
+    }
+
+    impl From<MetricTarget> for autoscaling::MetricTarget {
+        fn from(message: MetricTarget) -> Self {
+            autoscaling::MetricTarget {
+                type_: message.type_.unwrap_or_default(),
+                value: message.value.map(Into::into),
+                average_value: message.average_value.map(Into::into),
+                average_utilization: message.average_utilization,
+            }
+        }
+    }
+
     // k8s.io/api/apps/v1/generated.proto
 
     /// Not modelled: 3 status (server-owned).
@@ -1654,6 +1814,57 @@ mod tests {
                 },
                 "strategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}}
             }})),
+        );
+    }
+
+    #[test]
+    fn horizontal_pod_autoscaler() {
+        // What `kubectl autoscale deployment web --cpu-percent=50 --min=2 --max=6` sends.
+        let autoscaler = |metric: wire::MetricSpec| wire::HorizontalPodAutoscaler {
+            metadata: go_metadata("web"),
+            spec: Some(wire::HorizontalPodAutoscalerSpec {
+                scale_target_ref: Some(wire::CrossVersionObjectReference {
+                    kind: Some("Deployment".into()),
+                    name: Some("web".into()),
+                    api_version: Some("apps/v1".into()),
+                }),
+                min_replicas: Some(2),
+                max_replicas: Some(6),
+                metrics: vec![metric],
+                behavior: None,
+            }),
+        };
+        let cpu = wire::MetricSpec {
+            type_: Some("Resource".into()),
+            resource: Some(wire::ResourceMetricSource {
+                name: Some("cpu".into()),
+                target: Some(wire::MetricTarget {
+                    type_: Some("Utilization".into()),
+                    average_utilization: Some(50),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        };
+        let autoscalers = resource::find("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+        check(
+            decode(autoscalers, &body("autoscaling/v2", "HorizontalPodAutoscaler", &autoscaler(cpu))),
+            Ok(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {
+                "scaleTargetRef": {"kind": "Deployment", "name": "web", "apiVersion": "apps/v1"},
+                "minReplicas": 2,
+                "maxReplicas": 6,
+                "metrics": [{"type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]
+            }})),
+        );
+        // A metric source this module does not decode is refused, not stored without it.
+        let pods =
+            wire::MetricSpec { type_: Some("Pods".into()), pods: Some(vec![10, 0]), ..Default::default() };
+        check(
+            decode(autoscalers, &body("autoscaling/v2", "HorizontalPodAutoscaler", &autoscaler(pods))),
+            Err((415, "application/json")),
         );
     }
 
