@@ -84,8 +84,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         admin.cert.display(),
         admin.key.display()
     );
-    println!("\nCtrl-C stops the cluster; its data stays in {}.", args.dir.display());
+    println!(
+        "\nCtrl-C (or SIGTERM) stops the cluster and its pods; its data stays in {}.",
+        args.dir.display()
+    );
 
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    // SIGTERM (a supervisor, `timeout`, `kill`) stops it as cleanly as Ctrl-C: servers, agents
+    // and every pod they run, which would otherwise outlive it holding their addresses.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.context("waiting for Ctrl-C")?,
+        _ = terminate.recv() => {}
+    }
     cluster.stop_all().await
 }
