@@ -21,7 +21,13 @@ pub const NODE_PORT_MAX: u16 = 32_767;
 /// Random candidates tried per create before the range counts as full.
 pub const ALLOCATION_ATTEMPTS_MAX: usize = 16;
 
-/// The service address range, `10.96.0.0/16` style.
+/// The service address range.
+///
+/// The default, `127.96.0.0/16`, is loopback: with the process runtime pods share the host's
+/// network, and every node's proxy listens on the ClusterIPs of all Services itself, so a
+/// loopback address reaches the local proxy on any machine without root or routes. (Kubernetes
+/// uses `10.96.0.0/12`; a runtime that gives pods their own network namespace would use such a
+/// range, bound to a dummy interface on each node.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceCidr {
     pub network: Ipv4Addr,
@@ -30,7 +36,7 @@ pub struct ServiceCidr {
 
 impl Default for ServiceCidr {
     fn default() -> Self {
-        Self { network: Ipv4Addr::new(10, 96, 0, 0), prefix: 16 }
+        Self { network: Ipv4Addr::new(127, 96, 0, 0), prefix: 16 }
     }
 }
 

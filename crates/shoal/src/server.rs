@@ -26,8 +26,9 @@ pub struct ServerArgs {
     /// Address of the Kubernetes API (HTTPS).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen_api: SocketAddr,
-    /// The range Service ClusterIPs are allocated from; the same on every server.
-    #[arg(long, default_value = "10.96.0.0/16")]
+    /// The range Service ClusterIPs are allocated from; the same on every server. Loopback by
+    /// default: each node's proxy listens on the ClusterIPs itself (see ARCHITECTURE.md).
+    #[arg(long, default_value = "127.96.0.0/16")]
     pub service_cidr: shoal_apiserver::allocator::ServiceCidr,
     /// The peer URL other members use; defaults to the listen address.
     #[arg(long)]
