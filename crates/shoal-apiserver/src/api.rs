@@ -28,6 +28,9 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 3 << 20;
 /// Watches served at once by one API server.
 pub const WATCHES_MAX: usize = 10_000;
 
+/// How long the bootstrap of system namespaces and Services waits between tries while the
+/// store has no quorum.
+const SYSTEM_OBJECT_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 pub const JSON: &str = "application/json";
 pub const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
@@ -198,9 +201,10 @@ impl Api {
         self
     }
 
-    /// Creates `default`, `kube-system`, `kube-public` and `kube-node-lease` if they are missing,
-    /// retrying in the background until the store has a quorum.
-    pub fn ensure_system_namespaces(self: &Arc<Self>) {
+    /// Creates `default`, `kube-system`, `kube-public` and `kube-node-lease`, then the cluster
+    /// DNS Service, if they are missing, retrying in the background until the store has a
+    /// quorum.
+    pub fn ensure_system_objects(self: &Arc<Self>) {
         let api = self.clone();
         tokio::spawn(async move {
             for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -209,8 +213,23 @@ impl Api {
                         Ok(()) => break,
                         Err(error) => {
                             tracing::debug!(%error, namespace = name, "creating a system namespace; retrying");
-                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                            tokio::time::sleep(SYSTEM_OBJECT_RETRY).await;
                         }
+                    }
+                }
+            }
+            loop {
+                match crate::write::ensure_service(&api, crate::write::dns_service(api.service_cidr)).await {
+                    Ok(()) => break,
+                    // Its address is another Service's (a range changed under a running cluster):
+                    // retrying cannot help, the operator must choose.
+                    Err(error @ ApiError::Invalid { .. }) => {
+                        tracing::warn!(%error, "cannot create the cluster DNS Service kube-system/kube-dns");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "creating the cluster DNS Service; retrying");
+                        tokio::time::sleep(SYSTEM_OBJECT_RETRY).await;
                     }
                 }
             }

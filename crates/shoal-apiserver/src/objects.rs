@@ -384,6 +384,19 @@ impl ObjectStore {
         Ok((txn.succeeded, response.revision, responses))
     }
 
+    /// Every ClusterIP and NodePort claimed (`allocator`'s keys), read linearizably.
+    pub async fn allocator_claims(&self) -> Result<crate::allocator::Taken, ApiError> {
+        let mut claims = crate::allocator::Taken::new();
+        for prefix in [crate::allocator::ip_key(""), crate::allocator::node_port_key_prefix()] {
+            let range_end = shoal_store::request::prefix_end(prefix.as_bytes());
+            let range = KeyRange { key: Bytes::from(prefix), range_end };
+            let request = RangeRequest { range, keys_only: true, ..RangeRequest::default() };
+            let (response, _) = self.range(request, ReadAt::Latest).await?;
+            claims.extend(response.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()));
+        }
+        Ok(claims)
+    }
+
     /// Reads a range at `read`, returning the response and the revision it reflects.
     async fn range(
         &self,

@@ -108,7 +108,7 @@ pub async fn start(config: ApiServerConfig, store: Store) -> Result<RunningApiSe
             )
             .with_default_toleration_seconds(config.default_toleration_seconds),
     );
-    api.ensure_system_namespaces();
+    api.ensure_system_objects();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ApiStartError::Bind { addr: config.listen, source })?;

@@ -276,18 +276,22 @@ async fn store_new(
     if !is_core_service(resource) {
         return api.objects.create(resource, namespace, name, object).await;
     }
+    let mut taken = crate::allocator::Taken::new();
     for _ in 0..crate::allocator::ALLOCATION_ATTEMPTS_MAX {
         let mut candidate = object.clone();
-        let claims = crate::allocator::assign(&mut candidate, api.service_cidr, object)?;
+        let claims = crate::allocator::assign(&mut candidate, api.service_cidr, object, &taken)?;
         match api.objects.create_claiming(resource, namespace, name, &candidate, &claims).await? {
             Ok(stored) => return Ok(stored),
             Err(taken) if crate::allocator::claims_of(object).contains(&taken) => {
                 return Err(crate::allocator::already_allocated(object, &taken));
             }
-            Err(_random_choice_taken) => continue,
+            // Another create holds the address or port chosen: choose again knowing them all.
+            Err(_choice_taken) => taken = api.objects.allocator_claims().await?,
         }
     }
-    Err(ApiError::internal("failed to allocate a service IP or node port: the range looks full"))
+    Err(ApiError::internal(
+        "failed to allocate a service IP or node port: concurrent creates kept taking the free ones",
+    ))
 }
 
 fn is_core_service(resource: &ResourceType) -> bool {
@@ -745,6 +749,46 @@ pub async fn ensure_namespace(api: &Api, name: &str) -> Result<(), ApiError> {
     admit::prepare_create(namespaces, &mut object);
     admit::default_and_validate(namespaces, &mut object, None)?;
     match api.objects.create(namespaces, None, name, &object).await {
+        Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// `kube-system/kube-dns`: the address every node's agent answers DNS queries on. It has no
+/// selector (no pods serve it; each agent does, on the Service's address) and exists so that
+/// `kubectl get services -A` shows the cluster DNS, pods' `KUBE_DNS_SERVICE_*` variables
+/// name it, and the allocator never hands its address to another Service.
+pub fn dns_service(range: crate::allocator::ServiceCidr) -> Value {
+    let address = range.host(crate::allocator::DNS_SERVICE_HOST).to_string();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kube-dns",
+            "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true"},
+        },
+        "spec": {
+            "clusterIP": address,
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+            ],
+        },
+    })
+}
+
+/// Creates a Service shoal itself needs unless it exists, claiming its address as a user's
+/// create would.
+pub async fn ensure_service(api: &Api, mut object: Value) -> Result<(), ApiError> {
+    let services = resource::find("", "v1", "services").expect("services are served");
+    let (namespace, name) = (meta::namespace(&object).to_owned(), meta::name(&object).to_owned());
+    if api.objects.get(services, Some(&namespace), &name, ReadAt::Latest).await?.is_some() {
+        return Ok(());
+    }
+    admit::prepare_create(services, &mut object);
+    admit::default_and_validate(services, &mut object, None)?;
+    match store_new(api, services, Some(&namespace), &name, &object).await {
         Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
         Err(error) => Err(error),
     }
