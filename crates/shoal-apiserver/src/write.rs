@@ -18,7 +18,8 @@ use crate::meta;
 use crate::objects::{ReadAt, Stored, not_found};
 use crate::resource::{self, ResourceType};
 
-/// How often a patch or status change is retried after losing a race with another writer.
+/// How often a patch, a status change or a delete is retried after losing a race with another
+/// writer.
 const PATCH_ATTEMPTS_MAX: usize = 5;
 /// The grace period of a pod deleted without one.
 const POD_GRACE_PERIOD_SECONDS_DEFAULT: i64 = 30;
@@ -354,8 +355,37 @@ pub async fn delete(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     let options = DeleteOptions::from_call(call)?;
     let current = read_current(api, target.resource, target.namespace, name).await?;
     let object =
-        delete_object(api, target.resource, target.namespace, current, &options, call.query.dry_run).await?;
+        delete_retrying(api, target.resource, target.namespace, current, &options, call.query.dry_run)
+            .await?;
     Ok(Reply::ok(object))
+}
+
+/// Deletes (or marks for deletion) `current`, reading it again and retrying when another
+/// writer changed it meanwhile, as Kubernetes' storage does: a client that set no
+/// resourceVersion precondition asked for the object gone, not for the version it last saw.
+async fn delete_retrying(
+    api: &Api,
+    resource: &'static ResourceType,
+    namespace: Option<&str>,
+    mut current: Stored,
+    options: &DeleteOptions,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let name = meta::name(&current.object).to_owned();
+    for _ in 1..PATCH_ATTEMPTS_MAX {
+        let uid_still_matches = options
+            .precondition_uid
+            .as_deref()
+            .is_none_or(|uid| uid == meta::metadata_str(&current.object, "uid"));
+        let retry_on_conflict = options.precondition_resource_version.is_none() && uid_still_matches;
+        match delete_object(api, resource, namespace, current, options, dry_run).await {
+            Err(ApiError::Conflict { .. }) if retry_on_conflict => {
+                current = read_current(api, resource, namespace, &name).await?;
+            }
+            outcome => return outcome,
+        }
+    }
+    delete_object(api, resource, namespace, current, options, dry_run).await
 }
 
 pub async fn delete_collection(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -377,8 +407,15 @@ pub async fn delete_collection(api: &Api, call: &Call<'_>) -> Result<Reply, ApiE
         let revision = meta::metadata_str(&object, "resourceVersion").parse().unwrap_or(0);
         let namespace = Some(meta::namespace(&object).to_owned()).filter(|ns| !ns.is_empty());
         let current = Stored { object, revision };
-        match delete_object(api, target.resource, namespace.as_deref(), current, &options, call.query.dry_run)
-            .await
+        match delete_retrying(
+            api,
+            target.resource,
+            namespace.as_deref(),
+            current,
+            &options,
+            call.query.dry_run,
+        )
+        .await
         {
             Ok(object) => deleted.push(object),
             Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => {}

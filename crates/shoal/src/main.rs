@@ -48,6 +48,8 @@ enum BenchCommand {
     Api(bench::api::BenchApiArgs),
     /// A node agent under 3 servers: pod start latency through a watch, the agent's memory.
     Agent(bench::agent::BenchAgentArgs),
+    /// Kill the server leading the controllers and the scheduler: how soon another acts.
+    ControllerFailover(bench::controller_failover::BenchControllerFailoverArgs),
 }
 
 #[derive(Subcommand)]
@@ -87,6 +89,9 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(BenchCommand::Store(args)) => bench::run(args).await,
             Command::Bench(BenchCommand::Api(args)) => bench::api::run(args).await,
             Command::Bench(BenchCommand::Agent(args)) => bench::agent::run(args).await,
+            Command::Bench(BenchCommand::ControllerFailover(args)) => {
+                bench::controller_failover::run(args).await
+            }
             Command::Lab(LabCommand::FailureDetector(args)) => lab::failure_detector::run(args).await,
             Command::Lab(LabCommand::FailureDetectorSender(args)) => {
                 lab::failure_detector::run_sender(args).await

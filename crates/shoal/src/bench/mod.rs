@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod controller_failover;
 pub mod etcd;
 pub mod workload;
 
