@@ -610,67 +610,9 @@ fn ceiling_ratio(value: i128, divisor: i128) -> i64 {
     i64::try_from(ratio).unwrap_or(i64::MAX)
 }
 
-/// A resource.Quantity (`^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$`) in nano-units. Like
-/// upstream's parser it rounds up what is finer than a nano; past i128 it saturates, which
-/// only matters for quantities beyond 10^29.
+/// A resource.Quantity in nano-units, as shoal-quantity reads it.
 fn parse_quantity(text: &str) -> Option<i128> {
-    let (negative, unsigned) = match text.as_bytes().first()? {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let number_end = unsigned.find(|character: char| !(character.is_ascii_digit() || character == '.'));
-    let (number, suffix) = unsigned.split_at(number_end.unwrap_or(unsigned.len()));
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
-        return None;
-    }
-    let (ten_exponent, two_exponent): (i64, u32) = match suffix {
-        "" => (0, 0),
-        "n" => (-9, 0),
-        "u" => (-6, 0),
-        "m" => (-3, 0),
-        "k" => (3, 0),
-        "M" => (6, 0),
-        "G" => (9, 0),
-        "T" => (12, 0),
-        "P" => (15, 0),
-        "E" => (18, 0),
-        "Ki" => (0, 10),
-        "Mi" => (0, 20),
-        "Gi" => (0, 30),
-        "Ti" => (0, 40),
-        "Pi" => (0, 50),
-        "Ei" => (0, 60),
-        _ => {
-            let exponent = suffix.strip_prefix(['e', 'E'])?;
-            let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
-            if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
-                return None;
-            }
-            // Beyond ±10^6 only the sign matters: either way the value saturates or rounds.
-            (exponent.parse::<i64>().unwrap_or(0).clamp(-1_000_000, 1_000_000), 0)
-        }
-    };
-    let mut mantissa: i128 = 0;
-    for digit in whole.bytes().chain(fraction.bytes()) {
-        mantissa = mantissa.saturating_mul(10).saturating_add(i128::from(digit - b'0'));
-    }
-    let fraction_digits = i64::try_from(fraction.len()).ok()?;
-    // value in nanos = mantissa × 2^two_exponent × 10^scale
-    let scale = ten_exponent + 9 - fraction_digits;
-    let mut nanos = mantissa.saturating_mul(1i128 << two_exponent);
-    if scale >= 0 {
-        for _ in 0..scale.min(40) {
-            nanos = nanos.saturating_mul(10);
-        }
-    } else if -scale > 38 {
-        nanos = i128::from(nanos != 0);
-    } else {
-        let divisor = 10i128.pow(u32::try_from(-scale).expect("0 < -scale <= 38"));
-        nanos = nanos / divisor + i128::from(nanos % divisor != 0);
-    }
-    Some(if negative { -nanos } else { nanos })
+    shoal_quantity::Quantity::parse(text).map(shoal_quantity::Quantity::nanos)
 }
 
 /// A string as Go's `%q` prints it. Non-ASCII characters count as printable unless they are

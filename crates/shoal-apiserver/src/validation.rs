@@ -27,6 +27,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use shoal_quantity::Quantity;
 
 /// Every problem with `object` (already defaulted), as kube-apiserver reports them in a 422.
 ///
@@ -908,77 +909,10 @@ fn immutable_text(errs: &mut Errors, path: &Path, new: &str, old: &str) {
     }
 }
 
-// ---- Quantities: just enough of resource.Quantity to compare and check signs ----
+// ---- Quantities (read by shoal-quantity) ----
 
 const QUANTITY_FORMAT_MESSAGE: &str =
     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
-
-/// A quantity in nano-units (10^-9), saturated at i128's range.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-struct Quantity(i128);
-
-impl Quantity {
-    fn is_integer(self) -> bool {
-        self.0 % 1_000_000_000 == 0
-    }
-}
-
-fn parse_quantity(value: &str) -> Option<Quantity> {
-    let (negative, unsigned) = match value.as_bytes().first()? {
-        b'-' => (true, &value[1..]),
-        b'+' => (false, &value[1..]),
-        _ => (false, value),
-    };
-    let number_end = unsigned.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(unsigned.len());
-    let (number, suffix) = unsigned.split_at(number_end);
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
-        return None;
-    }
-    let (ten_exponent, two_exponent): (i64, u32) = match suffix {
-        "" => (0, 0),
-        "n" => (-9, 0),
-        "u" => (-6, 0),
-        "m" => (-3, 0),
-        "k" => (3, 0),
-        "M" => (6, 0),
-        "G" => (9, 0),
-        "T" => (12, 0),
-        "P" => (15, 0),
-        "E" => (18, 0),
-        "Ki" => (0, 10),
-        "Mi" => (0, 20),
-        "Gi" => (0, 30),
-        "Ti" => (0, 40),
-        "Pi" => (0, 50),
-        "Ei" => (0, 60),
-        _ => {
-            let exponent = suffix.strip_prefix(['e', 'E'])?;
-            let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
-            if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
-                return None;
-            }
-            (exponent.parse::<i64>().unwrap_or(if exponent.starts_with('-') { -1000 } else { 1000 }), 0)
-        }
-    };
-    let mut mantissa: i128 = 0;
-    for digit in whole.bytes().chain(fraction.bytes()) {
-        mantissa = mantissa.saturating_mul(10).saturating_add(i128::from(digit - b'0'));
-    }
-    let fraction_digits = i64::try_from(fraction.len()).unwrap_or(i64::MAX);
-    let scale = ten_exponent.saturating_add(9).saturating_sub(fraction_digits);
-    let mut nanos = mantissa.saturating_mul(1i128 << two_exponent);
-    if scale >= 0 {
-        for _ in 0..scale.min(40) {
-            nanos = nanos.saturating_mul(10);
-        }
-    } else {
-        let divisor = (0..(-scale).min(39)).fold(1i128, |divisor, _| divisor * 10);
-        // Upstream keeps sub-nano precision; rounding up keeps the sign of a tiny positive.
-        nanos = nanos / divisor + i128::from(nanos % divisor != 0);
-    }
-    Some(Quantity(if negative { -nanos } else { nanos }))
-}
 
 /// The quantity at `path`, or an error when it does not parse.
 fn quantity(errs: &mut Errors, path: &Path, value: &Value) -> Option<Quantity> {
@@ -987,7 +921,7 @@ fn quantity(errs: &mut Errors, path: &Path, value: &Value) -> Option<Quantity> {
         Value::Number(number) => number.to_string(),
         _ => return None,
     };
-    let parsed = parse_quantity(&raw);
+    let parsed = Quantity::parse(&raw);
     if parsed.is_none() {
         errs.invalid(path, raw, QUANTITY_FORMAT_MESSAGE);
     }
@@ -2423,7 +2357,7 @@ fn container_resource_name(errs: &mut Errors, path: &Path, name: &str) {
 /// A quantity's sign and, for extended resources, integrality.
 fn resource_quantity(errs: &mut Errors, path: &Path, name: &str, value: &Value) -> Option<Quantity> {
     let parsed = quantity(errs, path, value)?;
-    if parsed.0 < 0 {
+    if parsed.is_negative() {
         errs.invalid(path, quantity_text(value), NEGATIVE_MESSAGE);
     }
     if is_extended_resource(name) && !parsed.is_integer() {
@@ -2789,7 +2723,7 @@ fn volume_source_fields(
         "emptyDir" => {
             let limit_path = source_path.child("sizeLimit");
             if let Some(limit) = get(source, "sizeLimit")
-                && quantity(errs, &limit_path, limit).is_some_and(|limit| limit.0 < 0)
+                && quantity(errs, &limit_path, limit).is_some_and(Quantity::is_negative)
             {
                 errs.forbidden(&limit_path, "SizeLimit field must be a valid resource quantity");
             }
@@ -3354,7 +3288,7 @@ fn metric_target(errs: &mut Errors, target: &Value, path: &Path) {
     }
     for key in ["value", "averageValue"] {
         if let Some(value) = get(target, key)
-            && quantity(errs, &path.child(key), value).is_some_and(|parsed| parsed.0 <= 0)
+            && quantity(errs, &path.child(key), value).is_some_and(|parsed| parsed.nanos() <= 0)
         {
             errs.invalid_go(&path.child(key), quantity_text(value), "must be positive");
         }
@@ -3407,7 +3341,7 @@ fn scaling_rules(errs: &mut Errors, rules: &Value, path: &Path) {
         }
     }
     if let Some(tolerance) = get(rules, "tolerance")
-        && quantity(errs, &path.child("tolerance"), tolerance).is_some_and(|parsed| parsed.0 < 0)
+        && quantity(errs, &path.child("tolerance"), tolerance).is_some_and(Quantity::is_negative)
     {
         errs.invalid_go(
             &path.child("tolerance"),
@@ -5031,11 +4965,6 @@ mod tests {
         assert_eq!(is_qualified_name("a/b/c").len(), 1);
         assert_eq!(is_qualified_name("/a"), vec!["prefix part must be non-empty".to_string()]);
         assert!(is_label_value("").is_empty());
-        assert_eq!(parse_quantity("1Gi"), Some(Quantity(1_073_741_824_000_000_000)));
-        assert_eq!(parse_quantity("500m"), parse_quantity("0.5"));
-        assert!(parse_quantity("1e3") > parse_quantity("999"));
-        assert_eq!(parse_quantity("1.2.3"), None);
-        assert_eq!(parse_quantity("12x"), None);
         assert_eq!(parse_ip_sloppy("010.001.0.1"), Some(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1))));
         assert_eq!(parse_ip_sloppy("256.0.0.1"), None);
         assert_eq!(go_quote("a\"b\n"), "\"a\\\"b\\n\"");
