@@ -122,6 +122,12 @@ impl FaultPlan {
         self.partitions.clear();
     }
 
+    /// Removes the partitions between `a` and `b`, both ways; other partitions stay.
+    pub fn heal_link(&mut self, a: u64, b: u64) {
+        self.partitions.remove(&Link::new(a, b));
+        self.partitions.remove(&Link::new(b, a));
+    }
+
     /// The faults that apply to the link `from -> to`.
     pub fn link_faults(&self, from: u64, to: u64) -> &LinkFaults {
         self.links.get(&Link::new(from, to)).unwrap_or(&self.default)
@@ -223,6 +229,11 @@ mod tests {
         let expected = [(1, 2), (1, 3), (2, 1), (3, 1)].map(|(from, to)| Link::new(from, to));
         assert_eq!(plan.partitions().collect::<Vec<_>>(), expected);
         assert_eq!(plan.validate(), Ok(()));
+
+        // `heal_link` removes both directions of one pair and nothing else.
+        plan.heal_link(2, 1);
+        let expected = [(1, 3), (3, 1)].map(|(from, to)| Link::new(from, to));
+        assert_eq!(plan.partitions().collect::<Vec<_>>(), expected);
     }
 
     #[test]

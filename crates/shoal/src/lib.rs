@@ -9,6 +9,7 @@ pub mod faults;
 pub mod join;
 pub mod kubeconfig;
 pub mod lab;
+pub mod link_forwarder;
 pub mod local_cluster;
 pub mod server;
 pub mod token;

@@ -26,7 +26,7 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 pub use self::admin::{CATCH_UP_TIMEOUT, CONNECT_TIMEOUT, READY_TIMEOUT, RPC_TIMEOUT};
-pub use self::agents::Agent;
+pub use self::agents::{AGENT_LINK_ID_BASE, Agent};
 use self::ports::free_port;
 
 /// How long a launched member gets to accept client connections.
@@ -45,6 +45,8 @@ const PORT_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// The most members a cluster may have, added members included; Raft clusters beyond 7
 /// voters only get slower.
 pub const MAX_MEMBERS: usize = 9;
+/// The seed of the agent links' fault plan: their random decisions replay from it.
+const AGENT_LINK_SEED: u64 = 1;
 /// Lines of a member's log quoted when it fails.
 const LOG_TAIL_LINES: usize = 40;
 
@@ -131,6 +133,9 @@ pub struct LocalCluster {
     admin: TlsFiles,
     slots: Vec<Slot>,
     agents: Vec<agents::AgentSlot>,
+    /// The fault plan of the links between agents and servers, for agents started through a
+    /// forwarder (`start_agent_through_link`).
+    agent_link_faults: shoal_chaos::Faults,
     /// Pods of agent `i` get addresses from `127.<this>.<i + 1>.0/24`: random for clusters on
     /// dynamic ports, so that clusters of concurrent tests do not hand out the same addresses.
     pod_network_octet: u8,
@@ -180,6 +185,7 @@ impl LocalCluster {
             admin,
             slots: Vec::new(),
             agents: Vec::new(),
+            agent_link_faults: shoal_chaos::Faults::new(AGENT_LINK_SEED),
             pod_network_octet,
         })
     }

@@ -262,26 +262,21 @@ impl Kubectl {
     }
 }
 
-// A Deployment's replicas on a node that dies are replaced on the other node: the node
-// lifecycle controller evicts them once their toleration runs out, their ReplicaSet creates
-// replacements, the scheduler keeps them off the tainted node, and the other agent runs them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_on_a_dead_node_are_replaced_on_another() {
-    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let mut cluster = common::start_cluster(3, &[]).await;
-    let agents = [
-        cluster.start_agent("a1", 0, &[]).await.expect("starting agent a1"),
-        cluster.start_agent("a2", 1, &[]).await.expect("starting agent a2"),
-    ];
-    let client = cluster.admin_client(2).await.expect("admin client");
-    let nodes: Api<Node> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    wait_ready(&nodes, "a1").await;
-    wait_ready(&nodes, "a2").await;
-    let deployment: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
+/// How the node of the first agent fails in `replicas_are_replaced_on_another_node`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum NodeFailure {
+    /// SIGKILL to the agent (its pods keep running, unseen).
+    Kill,
+    /// Its link to the control plane partitioned both ways (the agent lives on, unheard).
+    CutOff,
+}
+
+/// A Deployment named `web` of `replicas` sleeping pods labelled `app=web`.
+fn web_deployment(replicas: i32) -> k8s_openapi::api::apps::v1::Deployment {
+    serde_json::from_value(json!({
         "metadata": { "name": "web" },
         "spec": {
-            "replicas": 4,
+            "replicas": replicas,
             "selector": { "matchLabels": { "app": "web" } },
             "template": {
                 "metadata": { "labels": { "app": "web" } },
@@ -292,35 +287,191 @@ async fn replicas_on_a_dead_node_are_replaced_on_another() {
             },
         },
     }))
-    .expect("a valid deployment");
-    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), "default");
-    deployments.create(&PostParams::default(), &deployment).await.expect("creating the deployment");
-    // Running replicas that are not being deleted, by node.
-    let running_on = |node: &'static str| {
-        let pods = pods.clone();
-        async move {
-            let list = pods.list(&kube::api::ListParams::default().labels("app=web")).await.ok()?;
-            let count = list
-                .items
-                .iter()
-                .filter(|pod| pod.metadata.deletion_timestamp.is_none())
-                .filter(|pod| pod.spec.as_ref().and_then(|spec| spec.node_name.as_deref()) == Some(node))
-                .filter(|pod| {
-                    pod.status.as_ref().and_then(|status| status.phase.as_deref()) == Some("Running")
-                })
-                .count();
-            Some(count)
+    .expect("a valid deployment")
+}
+
+/// The `app=web` pods that are Running and not being deleted, by node name.
+async fn running_web_pods(pods: &Api<Pod>) -> Option<std::collections::BTreeMap<String, Vec<Pod>>> {
+    let list = pods.list(&kube::api::ListParams::default().labels("app=web")).await.ok()?;
+    let mut by_node = std::collections::BTreeMap::<String, Vec<Pod>>::new();
+    for pod in list.items {
+        let running = pod.status.as_ref().and_then(|status| status.phase.as_deref()) == Some("Running");
+        let node = pod.spec.as_ref().and_then(|spec| spec.node_name.clone());
+        if let (true, None, Some(node)) = (running, &pod.metadata.deletion_timestamp, node) {
+            by_node.entry(node).or_default().push(pod);
         }
+    }
+    Some(by_node)
+}
+
+// A Deployment's replicas on a node that dies are replaced on the other node: the node
+// lifecycle controller evicts them once their toleration runs out, their ReplicaSet creates
+// replacements, the scheduler keeps them off the tainted node, and the other agent runs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_a_dead_node_are_replaced_on_another() {
+    replicas_are_replaced_on_another_node(NodeFailure::Kill).await;
+}
+
+// The same when the node lives on but its link to the control plane is cut (one of two nodes:
+// not enough for the controller to suspect itself); healed, the agent finishes the evictions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_a_cut_off_node_are_replaced_on_another() {
+    replicas_are_replaced_on_another_node(NodeFailure::CutOff).await;
+}
+
+async fn replicas_are_replaced_on_another_node(failure: NodeFailure) {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = common::start_cluster(3, &[]).await;
+    let mut agents = Vec::new();
+    for (server, name) in ["a1", "a2"].into_iter().enumerate() {
+        let started = match failure {
+            NodeFailure::Kill => cluster.start_agent(name, server, &[]).await,
+            NodeFailure::CutOff => cluster.start_agent_through_link(name, server, &[]).await,
+        };
+        agents.push(started.expect("starting an agent"));
+    }
+    let client = cluster.admin_client(2).await.expect("admin client");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    wait_ready(&nodes, "a1").await;
+    wait_ready(&nodes, "a2").await;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), "default");
+    deployments.create(&PostParams::default(), &web_deployment(4)).await.expect("creating the deployment");
+    let count_on = |running: &std::collections::BTreeMap<String, Vec<Pod>>, node: &str| {
+        running.get(node).map_or(0, Vec::len)
     };
     wait_until("4 replicas Running, spread over both nodes", || async {
-        let (on_a1, on_a2) = (running_on("a1").await?, running_on("a2").await?);
+        let running = running_web_pods(&pods).await?;
+        let (on_a1, on_a2) = (count_on(&running, "a1"), count_on(&running, "a2"));
         (on_a1 + on_a2 == 4 && on_a1 > 0 && on_a2 > 0).then_some(())
     })
     .await;
 
-    cluster.kill_agent(agents[0]).await.expect("killing agent a1");
-    let killed = Instant::now();
-    wait_until("4 replicas Running on a2", || async { (running_on("a2").await? == 4).then_some(()) }).await;
-    eprintln!("kill -9 of a node to all its replicas Running elsewhere: {:?}", killed.elapsed());
-    assert_eq!(running_on("a1").await, Some(0), "nothing may be placed on the dead node");
+    match failure {
+        NodeFailure::Kill => cluster.kill_agent(agents[0]).await.expect("killing agent a1"),
+        NodeFailure::CutOff => cluster.cut_off_agent(agents[0], true).expect("cutting agent a1 off"),
+    }
+    let failed = Instant::now();
+    wait_until("4 replicas Running on a2", || async {
+        (count_on(&running_web_pods(&pods).await?, "a2") == 4).then_some(())
+    })
+    .await;
+    eprintln!("{failure:?} of a node to all its replicas Running elsewhere: {:?}", failed.elapsed());
+    let running = running_web_pods(&pods).await.expect("listing pods");
+    assert_eq!(count_on(&running, "a1"), 0, "nothing may be placed on the lost node");
+
+    if failure == NodeFailure::CutOff {
+        cluster.cut_off_agent(agents[0], false).expect("healing agent a1's link");
+        wait_ready(&nodes, "a1").await;
+        wait_until("the evicted pods of a1 gone", || async {
+            let list = pods.list(&kube::api::ListParams::default().labels("app=web")).await.ok()?;
+            let on_a1 = list
+                .items
+                .iter()
+                .filter(|pod| pod.spec.as_ref().and_then(|spec| spec.node_name.as_deref()) == Some("a1"))
+                .count();
+            (on_a1 == 0 && list.items.len() == 4).then_some(())
+        })
+        .await;
+    }
+}
+
+/// Nodes of `control_plane_cut_off_from_every_agent_evicts_nothing`.
+const CUT_OFF_NODES: [&str; 3] = ["a1", "a2", "a3"];
+
+// Cut the control plane off from every agent at once (each agent's forwarder holds its bytes
+// both ways): every node turns Unknown, but with all of them suspected the node lifecycle
+// controller takes itself for the one cut off and evicts nothing. A watch on the pods, opened
+// before the cut, records every change; it must show no pod given a deletionTimestamp nor
+// deleted over a window of twice the default toleration after the last node turned Unknown
+// (the detection is already behind by then). Healed, every node is Ready again without
+// taints, and the Deployment has the same pods, all Running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_cut_off_from_every_agent_evicts_nothing() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = common::start_cluster(3, &[]).await;
+    let mut agents = Vec::new();
+    for (server, name) in CUT_OFF_NODES.into_iter().enumerate() {
+        agents.push(cluster.start_agent_through_link(name, server, &[]).await.expect("starting an agent"));
+    }
+    let client = cluster.admin_client(2).await.expect("admin client");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for name in CUT_OFF_NODES {
+        wait_ready(&nodes, name).await;
+    }
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), "default");
+    deployments.create(&PostParams::default(), &web_deployment(3)).await.expect("creating the deployment");
+    let uids = |running: &std::collections::BTreeMap<String, Vec<Pod>>| {
+        let mut uids: Vec<String> =
+            running.values().flatten().filter_map(|pod| pod.metadata.uid.clone()).collect();
+        uids.sort();
+        uids
+    };
+    let before = wait_until("3 replicas Running", || async {
+        let running = running_web_pods(&pods).await?;
+        (running.values().map(Vec::len).sum::<usize>() == 3).then(|| uids(&running))
+    })
+    .await;
+
+    let listed = pods.list(&kube::api::ListParams::default().labels("app=web")).await.expect("listing pods");
+    let from = listed.metadata.resource_version.expect("a list's resourceVersion");
+    let window = Duration::from_secs(2 * DEFAULT_TOLERATION_SECONDS as u64);
+    let watch =
+        kube::api::WatchParams::default().labels("app=web").timeout(SETTLE_TIMEOUT.as_secs() as u32 * 3);
+    let mut events = Box::pin(pods.watch(&watch, &from).await.expect("watching pods"));
+    // What the watch saw that would be an eviction, and whether it still runs.
+    let deletions = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = deletions.clone();
+    let watching = tokio::spawn(async move {
+        while let Some(event) = futures::StreamExt::next(&mut events).await {
+            let deletion = match event {
+                Ok(kube::api::WatchEvent::Modified(pod)) if pod.metadata.deletion_timestamp.is_some() => {
+                    format!("{:?} marked for deletion", pod.metadata.name)
+                }
+                Ok(kube::api::WatchEvent::Deleted(pod)) => format!("{:?} deleted", pod.metadata.name),
+                Ok(kube::api::WatchEvent::Error(error)) => format!("watch error {error:?}"),
+                Err(error) => format!("watch failed: {error}"),
+                Ok(_) => continue,
+            };
+            seen.lock().unwrap().push(deletion);
+        }
+    });
+
+    for &agent in &agents {
+        cluster.cut_off_agent(agent, true).expect("cutting an agent off");
+    }
+    let cut = Instant::now();
+    for name in CUT_OFF_NODES {
+        wait_until(&format!("node {name} Ready=Unknown"), || async {
+            let node = nodes.get_opt(name).await.ok().flatten()?;
+            (ready_status(&node).as_deref() == Some("Unknown")).then_some(())
+        })
+        .await;
+    }
+    eprintln!("cut-off to every node Unknown: {:?}", cut.elapsed());
+    // The window itself is what is tested: a sleep, not a wait for something to happen.
+    tokio::time::sleep(window).await;
+    for name in CUT_OFF_NODES {
+        let node = nodes.get(name).await.expect("reading a node");
+        assert_eq!(ready_status(&node).as_deref(), Some("Unknown"), "{name} is still cut off");
+    }
+
+    for &agent in &agents {
+        cluster.cut_off_agent(agent, false).expect("healing an agent's link");
+    }
+    let healed = Instant::now();
+    for name in CUT_OFF_NODES {
+        wait_until(&format!("node {name} Ready without taints"), || async {
+            let node = nodes.get_opt(name).await.ok().flatten()?;
+            (ready_status(&node).as_deref() == Some("True") && taints(&node).is_empty()).then_some(())
+        })
+        .await;
+    }
+    eprintln!("heal to every node Ready: {:?}", healed.elapsed());
+    let after = running_web_pods(&pods).await.expect("listing pods");
+    assert_eq!(uids(&after), before, "the same pods run, none replaced");
+    assert!(!watching.is_finished(), "the watch ended early: {:?}", deletions.lock().unwrap());
+    watching.abort();
+    assert_eq!(*deletions.lock().unwrap(), Vec::<String>::new(), "no pod may be evicted");
 }

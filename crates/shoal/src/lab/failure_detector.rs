@@ -18,7 +18,7 @@
 //! percentile of detection time is within the budget, the fewest false suspicions per hour;
 //! ties go to the faster median detection.
 
-mod latency;
+pub mod latency;
 mod plot;
 mod real;
 #[cfg(test)]

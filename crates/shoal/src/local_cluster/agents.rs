@@ -2,6 +2,12 @@
 //! token, like agents on other machines, each with its own data directory, log, kubelet port
 //! and pod CIDR.
 //!
+//! An agent may reach its server through a fault-injecting forwarder
+//! (`start_agent_through_link`), whose plan the cluster holds (`agent_link_faults`): links
+//! are numbered as the plan's members, [`AGENT_LINK_ID_BASE`] plus the agent's index on the
+//! agent's side and 1 plus the member's index on the server's, so a test cuts agents off
+//! from the control plane with `FaultPlan::partition` and heals them with `heal`.
+//!
 //! An agent that stops leaves its pods running (that is what lets a restarted agent adopt
 //! them); tearing the whole cluster down kills the pods too, so nothing outlives it.
 
@@ -12,6 +18,10 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use tokio::process::{Child, Command};
+
+use shoal_chaos::{Faults, Link};
+
+use crate::link_forwarder::LinkForwarder;
 
 use super::{LocalCluster, Ports, REAP_TIMEOUT, free_port};
 
@@ -25,6 +35,8 @@ fn process_runs(pid: u32) -> bool {
 
 /// How long a join token minted for a local agent stays valid.
 const JOIN_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Agent `i`'s side of its link in `agent_link_faults` is this plus `i`; server `j`'s is `1 + j`.
+pub const AGENT_LINK_ID_BASE: u64 = 1000;
 /// The kubelet port of agent `i` in a cluster on fixed ports is this plus `i`.
 const KUBELET_BASE_PORT: u16 = 10250;
 
@@ -50,12 +62,36 @@ impl Agent {
 pub(super) struct AgentSlot {
     pub(super) agent: Agent,
     pub(super) child: Option<Child>,
+    /// The forwarder it reaches its server through, if it was started through one.
+    pub(super) forwarder: Option<LinkForwarder>,
 }
 
 impl LocalCluster {
     /// Starts a new agent named `name` that joins through member `server`'s API with a fresh
     /// join token; returns its index. It registers its Node in the background.
     pub async fn start_agent(&mut self, name: &str, server: usize, args: &[&str]) -> anyhow::Result<usize> {
+        self.add_agent(name, server, args, false).await
+    }
+
+    /// `start_agent`, with the agent's every connection to its server passing a fault-injecting
+    /// forwarder driven by `agent_link_faults` (the link [`LocalCluster::agent_link`]). The
+    /// server's connections to the agent's kubelet port (logs, exec) do not pass it.
+    pub async fn start_agent_through_link(
+        &mut self,
+        name: &str,
+        server: usize,
+        args: &[&str],
+    ) -> anyhow::Result<usize> {
+        self.add_agent(name, server, args, true).await
+    }
+
+    async fn add_agent(
+        &mut self,
+        name: &str,
+        server: usize,
+        args: &[&str],
+        through_link: bool,
+    ) -> anyhow::Result<usize> {
         ensure!(!self.agents.iter().any(|slot| slot.agent.name == name), "agent {name} exists already");
         let index = self.agents.len();
         let kubelet_port = match self.config.ports {
@@ -75,7 +111,17 @@ impl LocalCluster {
             crate::token::create_join_token(&client, JOIN_TOKEN_TTL, &format!("shoal up agent {name}"))
                 .await
                 .context("minting a join token")?;
-        self.agents.push(AgentSlot { agent, child: None });
+        let forwarder = if through_link {
+            let link = Link::new(AGENT_LINK_ID_BASE + index as u64, server as u64 + 1);
+            let upstream = self.member(server).api_addr;
+            let forwarder = LinkForwarder::start(upstream, link, self.agent_link_faults.clone())
+                .await
+                .context("starting the agent's link forwarder")?;
+            Some(forwarder)
+        } else {
+            None
+        };
+        self.agents.push(AgentSlot { agent, child: None, forwarder });
         self.launch_agent(index, server, Some(&token))?;
         Ok(index)
     }
@@ -93,6 +139,29 @@ impl LocalCluster {
         self.agents.len()
     }
 
+    /// The fault plan of every agent's link (for agents started through one).
+    pub fn agent_link_faults(&self) -> &Faults {
+        &self.agent_link_faults
+    }
+
+    /// Agent `i`'s forwarder, if it was started through a link.
+    pub fn agent_link(&self, i: usize) -> Option<&LinkForwarder> {
+        self.agents[i].forwarder.as_ref()
+    }
+
+    /// Partitions agent `i`'s link both ways, or heals it: its bytes are held, not lost.
+    pub fn cut_off_agent(&self, i: usize, cut: bool) -> anyhow::Result<()> {
+        let link = self.agent_link(i).context("the agent was not started through a link")?.link();
+        self.agent_link_faults.update_plan(|plan| {
+            if cut {
+                plan.partition(link.from, link.to);
+            } else {
+                plan.heal_link(link.from, link.to);
+            }
+        })?;
+        Ok(())
+    }
+
     /// SIGKILL to agent `i`: its pods keep running.
     pub async fn kill_agent(&mut self, i: usize) -> anyhow::Result<()> {
         let name = self.agents[i].agent.name.clone();
@@ -105,7 +174,8 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Starts agent `i` again (it already has its node credential), through member `server`.
+    /// Starts agent `i` again (it already has its node credential), through member `server`
+    /// (through its forwarder, whose server is fixed, if it has one).
     pub fn restart_agent(&mut self, i: usize, server: usize) -> anyhow::Result<()> {
         ensure!(self.agents[i].child.is_none(), "agent {} is running", self.agents[i].agent.name);
         self.launch_agent(i, server, None)
@@ -113,6 +183,10 @@ impl LocalCluster {
 
     fn launch_agent(&mut self, i: usize, server: usize, token: Option<&str>) -> anyhow::Result<()> {
         let agent = self.agents[i].agent.clone();
+        let server_url = match &self.agents[i].forwarder {
+            Some(forwarder) => format!("https://{}", forwarder.local_addr()),
+            None => self.member(server).api_url(),
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -121,7 +195,7 @@ impl LocalCluster {
         let mut command = Command::new(&self.config.exe);
         command
             .arg("agent")
-            .args(["--server", &self.member(server).api_url()])
+            .args(["--server", &server_url])
             .arg("--ca-cert")
             .arg(self.pki_dir.join("ca.crt"))
             .args(["--name", &agent.name])

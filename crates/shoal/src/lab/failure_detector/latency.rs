@@ -9,6 +9,10 @@
 //!   sender stops for a Pareto-distributed pause of half a second and up (a stop-the-world
 //!   collection, swapping, a stalled disk), after which it carries on: the heartbeat due
 //!   leaves late and the next ones follow a whole interval after it.
+//!
+//! [`LinkLatency`] applies the same models to a link rather than to a heartbeat sender: the
+//! delay of each chunk a fault-injecting forwarder carries (`crate::link_forwarder`), pauses
+//! included, as a pure function of the time the chunk enters the link.
 
 use std::time::Duration;
 
@@ -108,4 +112,94 @@ fn pause(random: &mut StdRng) -> Duration {
     let u: f64 = 1.0 - random.random::<f64>();
     let seconds = PAUSE_MIN.as_secs_f64() / u.powf(1.0 / PAUSE_SHAPE);
     Duration::from_secs_f64(seconds.min(PAUSE_MAX.as_secs_f64()))
+}
+
+/// The mean time between two pauses of the `heavy-tail` model: as often as the lab's sender
+/// pauses ([`PAUSE_PROBABILITY`] per heartbeat, one every ten minutes), whatever the traffic.
+pub const PAUSE_EVERY_MEAN: Duration = Duration::from_secs(600);
+
+const _: () = assert!(
+    PAUSE_EVERY_MEAN.as_millis() == (HEARTBEAT_INTERVAL.as_millis() as f64 / PAUSE_PROBABILITY) as u128
+);
+
+/// The most pauses a [`LinkLatency`] remembers for its report; a run long enough to have more
+/// keeps counting them but lists only the first.
+pub const PAUSES_RECORDED_MAX: usize = 10_000;
+
+/// A link under one of the lab's latency models, in time passed in (never read from a clock):
+/// every chunk gets the model's latency, and under `heavy-tail` the link stalls now and then
+/// for a Pareto pause ([`PAUSE_MIN`] and up, shape [`PAUSE_SHAPE`]): a chunk that enters during
+/// a pause leaves after its end. Pauses start at exponentially distributed intervals, so a
+/// link carrying many messages a second pauses no more often than one carrying one.
+#[derive(Clone, Debug)]
+pub struct LinkLatency {
+    kind: LatencyKind,
+    random: StdRng,
+    pause_every_mean: Duration,
+    /// The current or next pause (heavy-tail only).
+    pause: Option<std::ops::Range<Duration>>,
+    /// Lengths of the pauses begun so far, the first [`PAUSES_RECORDED_MAX`] of them.
+    pauses: Vec<Duration>,
+    /// Whether `pause` has begun and is in `pauses` already.
+    pause_recorded: bool,
+}
+
+impl LinkLatency {
+    /// A link under `kind` from `start` on, pausing every `pause_every_mean` on average
+    /// ([`PAUSE_EVERY_MEAN`] is the lab's), drawn from `seed`.
+    pub fn new(kind: LatencyKind, seed: u64, pause_every_mean: Duration, start: Duration) -> Self {
+        let mut link = LinkLatency {
+            kind,
+            random: StdRng::seed_from_u64(seed),
+            pause_every_mean,
+            pause: None,
+            pauses: Vec::new(),
+            pause_recorded: false,
+        };
+        if kind == LatencyKind::HeavyTail && !pause_every_mean.is_zero() {
+            link.pause = Some(link.next_pause(start));
+        }
+        link
+    }
+
+    /// How long a chunk that enters the link at `at` takes to leave it. `at` never goes back.
+    pub fn delay(&mut self, at: Duration) -> Duration {
+        let latency = match self.kind {
+            LatencyKind::Constant => CONSTANT_LATENCY,
+            LatencyKind::Jitter => normal(&mut self.random, JITTER_MEAN, JITTER_STD_DEV),
+            LatencyKind::HeavyTail => {
+                normal(&mut self.random, HEAVY_TAIL_JITTER_MEAN, HEAVY_TAIL_JITTER_STD_DEV)
+            }
+        };
+        while let Some(pause) = self.pause.clone() {
+            if at < pause.start {
+                break;
+            }
+            if !self.pause_recorded {
+                self.pause_recorded = true;
+                if self.pauses.len() < PAUSES_RECORDED_MAX {
+                    self.pauses.push(pause.end - pause.start);
+                }
+            }
+            if at < pause.end {
+                return pause.end - at + latency;
+            }
+            self.pause = Some(self.next_pause(pause.end));
+            self.pause_recorded = false;
+        }
+        latency
+    }
+
+    /// The lengths of the pauses begun by the last [`LinkLatency::delay`], in order.
+    pub fn pauses(&self) -> &[Duration] {
+        &self.pauses
+    }
+
+    /// The pause after one that ended at `after`: an exponential wait, then a Pareto length.
+    fn next_pause(&mut self, after: Duration) -> std::ops::Range<Duration> {
+        let u: f64 = 1.0 - self.random.random::<f64>();
+        let start = after + self.pause_every_mean.mul_f64(-u.ln());
+        self.pause_recorded = false;
+        start..start + pause(&mut self.random)
+    }
 }

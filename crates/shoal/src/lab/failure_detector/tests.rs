@@ -128,3 +128,37 @@ fn the_plot_is_drawn_without_system_fonts() {
     let bytes = std::fs::read(&path).expect("the plot");
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
 }
+
+#[test]
+fn a_link_pauses_as_often_as_the_lab_sender_and_holds_what_enters_a_pause() {
+    // Over 100 virtual hours of a chunk every 100 ms, the heavy-tail link begins about one
+    // pause per ten minutes (600 expected), each at least PAUSE_MIN long; a chunk entering a
+    // pause leaves at its end, so delays never fall below the jitter nor exceed the longest
+    // pause plus the latency bound. The constant model is constant; the same seed, the same
+    // delays.
+    let step = Duration::from_millis(100);
+    let mut link =
+        latency::LinkLatency::new(LatencyKind::HeavyTail, 3, latency::PAUSE_EVERY_MEAN, Duration::ZERO);
+    let mut again = link.clone();
+    let mut held = 0;
+    for tick in 0..(100 * 3600 * 10) {
+        let at = step * tick;
+        let delay = link.delay(at);
+        assert_eq!(delay, again.delay(at));
+        assert!(
+            delay >= latency::LATENCY_MIN && delay <= latency::PAUSE_MAX + latency::LATENCY_MAX,
+            "{delay:?}"
+        );
+        held += usize::from(delay > latency::LATENCY_MAX);
+    }
+    let pauses = link.pauses();
+    assert!((500..=700).contains(&pauses.len()), "{} pauses", pauses.len());
+    assert!(pauses.iter().all(|pause| *pause >= latency::PAUSE_MIN && *pause <= latency::PAUSE_MAX));
+    assert!(held > 0);
+    let mut constant =
+        latency::LinkLatency::new(LatencyKind::Constant, 3, latency::PAUSE_EVERY_MEAN, Duration::ZERO);
+    for tick in 0..1000 {
+        assert_eq!(constant.delay(step * tick), latency::CONSTANT_LATENCY);
+    }
+    assert!(constant.pauses().is_empty());
+}
