@@ -50,6 +50,9 @@ enum BenchCommand {
     Agent(bench::agent::BenchAgentArgs),
     /// Kill the server leading the controllers and the scheduler: how soon another acts.
     ControllerFailover(bench::controller_failover::BenchControllerFailoverArgs),
+    /// Kill a node under a Deployment: the time until its replicas run elsewhere, by phase;
+    /// then the lab's latency on every agent's link, counting false evictions.
+    NodeLoss(bench::node_loss::BenchNodeLossArgs),
 }
 
 #[derive(Subcommand)]
@@ -92,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(BenchCommand::ControllerFailover(args)) => {
                 bench::controller_failover::run(args).await
             }
+            Command::Bench(BenchCommand::NodeLoss(args)) => bench::node_loss::run(args).await,
             Command::Lab(LabCommand::FailureDetector(args)) => lab::failure_detector::run(args).await,
             Command::Lab(LabCommand::FailureDetectorSender(args)) => {
                 lab::failure_detector::run_sender(args).await

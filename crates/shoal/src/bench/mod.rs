@@ -8,6 +8,7 @@ pub mod agent;
 pub mod api;
 pub mod controller_failover;
 pub mod etcd;
+pub mod node_loss;
 pub mod workload;
 
 use std::path::PathBuf;
