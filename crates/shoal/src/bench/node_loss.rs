@@ -497,3 +497,24 @@ impl View {
         busiest.map(|(name, _)| name.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_exceeds_follows_the_labs_pareto_tail() {
+        // Every pause is at least PAUSE_MIN and at most PAUSE_MAX; in between the tail is
+        // (PAUSE_MIN / x)^PAUSE_SHAPE: a third of the pauses exceed 1 s, one in eight 2 s.
+        let check = |seconds: f64, expected: f64| {
+            let chance = pause_exceeds(Duration::from_secs_f64(seconds));
+            assert!((chance - expected).abs() < 1e-3, "P(pause > {seconds} s) = {chance}, not {expected}");
+        };
+        check(0.1, 1.0);
+        check(0.5, 1.0);
+        check(1.0, 0.354);
+        check(2.0, 0.125);
+        check(30.0, 0.0);
+        check(100.0, 0.0);
+    }
+}
