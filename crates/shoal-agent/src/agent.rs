@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt as _;
 use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::{self, Event};
@@ -15,6 +16,8 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::dns::ReflectedCluster;
+use crate::dns::server::DnsServerConfig;
 use crate::events::Recorder;
 use crate::lease::{self, LeaseTiming};
 use crate::lifecycle::BackoffPolicy;
@@ -39,13 +42,29 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// `<scheme>://` of container ids in pod statuses.
     pub runtime_scheme: &'static str,
+    /// The cluster DNS this agent serves; `None` serves none.
+    pub cluster_dns: Option<DnsServerConfig>,
 }
+
+/// The port resolvers reach a nameserver on: resolv.conf cannot name another, so pods get the
+/// cluster DNS as their resolver only when it listens here.
+const DNS_PORT: u16 = 53;
 
 /// Runs the agent until the task is dropped.
 pub async fn run<R: Runtime>(config: AgentConfig, client: Client, runtime: Arc<R>) {
     let node_name = config.identity.name.clone();
     let (services, services_writer) = reflector::store();
-    let _stop_services = AbortOnDrop(tokio::spawn(reflect_services(client.clone(), services_writer)));
+    let _stop_services =
+        AbortOnDrop(tokio::spawn(reflect(Api::<Service>::all(client.clone()), services_writer)));
+    let (endpoint_slices, endpoint_slices_writer) = reflector::store();
+    let _stop_endpoint_slices =
+        AbortOnDrop(tokio::spawn(reflect(Api::<EndpointSlice>::all(client.clone()), endpoint_slices_writer)));
+    let cluster = ReflectedCluster::new(services.clone(), endpoint_slices);
+    let dns_server = match &config.cluster_dns {
+        Some(dns) => serve_dns(dns, cluster).await,
+        None => None,
+    };
+    let pods_dns = dns_server.as_ref().map(|server| server.addr).filter(|addr| addr.port() == DNS_PORT);
     let context = Arc::new(NodeContext {
         runtime: runtime.clone(),
         client: client.clone(),
@@ -56,24 +75,56 @@ pub async fn run<R: Runtime>(config: AgentConfig, client: Client, runtime: Arc<R
         runtime_scheme: config.runtime_scheme,
         allocatable: config.capacity.resources(),
         services,
+        cluster_dns: pods_dns.map(|addr| addr.ip()),
     });
     let heartbeat = tokio::spawn(keep_node(config.clone(), client.clone()));
     let _stop_heartbeat = AbortOnDrop(heartbeat);
     run_pods(context).await;
 }
 
-/// Keeps the node's cache of every Service (for pods' service-link variables) up to date.
-async fn reflect_services(client: Client, writer: Writer<Service>) {
-    let services =
-        watcher::watcher(Api::<Service>::all(client), watcher::Config::default()).default_backoff();
-    let stream = reflector::reflector(writer, services);
+/// Starts the cluster DNS server; a failure (port 53 without root, say) leaves the agent
+/// running without it.
+async fn serve_dns(
+    config: &DnsServerConfig,
+    cluster: ReflectedCluster,
+) -> Option<crate::dns::server::DnsServer> {
+    match crate::dns::server::start(config.clone(), cluster).await {
+        Ok(server) => {
+            tracing::info!(listen = %server.addr, upstream = ?config.upstream, "serving cluster DNS");
+            Some(server)
+        }
+        Err(error) => {
+            tracing::warn!(
+                listen = %config.listen, %error,
+                "cannot serve cluster DNS here (port 53 needs root, or --dns-port another port); \
+                 the agent runs on without it and pods keep the host's resolver"
+            );
+            None
+        }
+    }
+}
+
+/// Keeps a node-wide cache of every object of a kind up to date: Services (for pods'
+/// service-link variables and DNS), EndpointSlices (for DNS and the proxy).
+async fn reflect<K>(api: Api<K>, writer: Writer<K>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let objects = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let stream = reflector::reflector(writer, objects);
     futures::pin_mut!(stream);
     loop {
         match stream.try_next().await {
             Ok(Some(_)) => {}
             Ok(None) => return,
             // The watcher backs off and retries by itself; the cache keeps its last state.
-            Err(error) => tracing::debug!(%error, "watching services"),
+            Err(error) => tracing::debug!(%error, kind = K::kind(&()).as_ref(), "watching"),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! pods bound to it through a [`runtime::Runtime`].
 
 pub mod agent;
+pub mod dns;
 pub mod events;
 pub mod exec;
 pub mod kubelet_server;

@@ -61,6 +61,8 @@ pub struct NodeContext<R> {
     pub allocatable: BTreeMap<String, Quantity>,
     /// Every Service, as the node's watch last saw them (for service-link variables).
     pub services: reflector::Store<Service>,
+    /// The cluster DNS address pods get as their resolver, when the node serves it on port 53.
+    pub cluster_dns: Option<std::net::IpAddr>,
 }
 
 /// The owned values [`PodFacts`] borrows.
@@ -403,6 +405,7 @@ impl<R: Runtime> PodWorker<R> {
             pod_uid: self.uid().to_owned(),
             namespace: self.namespace().to_owned(),
             name: self.name().to_owned(),
+            dns: crate::dns::pod_dns_config(&self.pod, self.node.cluster_dns),
         }
     }
 

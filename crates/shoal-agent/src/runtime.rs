@@ -58,12 +58,41 @@ impl std::fmt::Display for ContainerId {
     }
 }
 
-/// What a sandbox needs: who the pod is.
+/// What a sandbox needs: who the pod is, and how its containers resolve names.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SandboxConfig {
     pub pod_uid: String,
     pub namespace: String,
     pub name: String,
+    /// The pod's resolver; `None` keeps the node's. A runtime that cannot give the pod a
+    /// resolver of its own (the process runtime without root) leaves the node's in place.
+    #[serde(default)]
+    pub dns: Option<DnsConfig>,
+}
+
+/// A pod's resolver, as CRI's DNSConfig: what its containers' `/etc/resolv.conf` says.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+impl DnsConfig {
+    /// The resolv.conf text.
+    pub fn resolv_conf(&self) -> String {
+        let mut text = String::new();
+        for server in &self.servers {
+            text.push_str(&format!("nameserver {server}\n"));
+        }
+        if !self.searches.is_empty() {
+            text.push_str(&format!("search {}\n", self.searches.join(" ")));
+        }
+        if !self.options.is_empty() {
+            text.push_str(&format!("options {}\n", self.options.join(" ")));
+        }
+        text
+    }
 }
 
 /// A sandbox the runtime holds.

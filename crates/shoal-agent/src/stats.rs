@@ -275,7 +275,12 @@ mod tests {
 
     fn sandbox(namespace: &str, name: &str, uid: &str) -> Sandbox {
         Sandbox {
-            config: SandboxConfig { pod_uid: uid.into(), namespace: namespace.into(), name: name.into() },
+            config: SandboxConfig {
+                pod_uid: uid.into(),
+                namespace: namespace.into(),
+                name: name.into(),
+                dns: None,
+            },
             ip: Ipv4Addr::LOCALHOST,
             dir: "/nonexistent".into(),
         }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use shoal_agent::agent::AgentConfig;
+use shoal_agent::dns::server::{DnsServerConfig, upstream_from_resolv_conf};
 use shoal_agent::lease::LeaseTiming;
 use shoal_agent::lifecycle::BackoffPolicy;
 use shoal_agent::node::{Capacity, NodeIdentity};
@@ -71,6 +72,14 @@ pub struct AgentArgs {
     /// Where the process runtime finds image entrypoints (`<dir>/<image>/entrypoint`).
     #[arg(long)]
     pub image_dir: Option<PathBuf>,
+    /// The cluster DNS address the agent serves (kube-dns's ClusterIP in Kubernetes terms). All
+    /// agents of a machine share it; pods get it as their resolver when it listens on port 53.
+    #[arg(long, default_value = "127.96.0.10")]
+    pub cluster_dns: IpAddr,
+    /// The cluster DNS port; port 53 needs root (without it the agent warns and runs without
+    /// DNS). Another port serves DNS to clients that name the port, but not to pods.
+    #[arg(long, default_value_t = 53)]
+    pub dns_port: u16,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -145,6 +154,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         },
         state_dir,
         runtime_scheme: "shoal-process",
+        cluster_dns: Some(DnsServerConfig {
+            listen: SocketAddr::new(args.cluster_dns, args.dns_port),
+            upstream: host_upstream(args.cluster_dns),
+        }),
     };
     tracing::info!(node = name, server = args.server, kubelet = %kubelet.addr, "agent running");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -157,4 +170,17 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The host's resolver, which the cluster DNS forwards other names to: the first nameserver of
+/// /etc/resolv.conf that is not the cluster DNS itself.
+fn host_upstream(cluster_dns: IpAddr) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let upstream = upstream_from_resolv_conf(&text, cluster_dns);
+    if upstream.is_none() {
+        tracing::info!(
+            "no nameserver in /etc/resolv.conf: the cluster DNS refuses names outside the cluster"
+        );
+    }
+    upstream
 }

@@ -57,6 +57,7 @@ async fn kill_all_ends_every_container_of_a_state_dir() {
                 pod_uid: "u".into(),
                 namespace: "default".into(),
                 name: "p".into(),
+                dns: None,
             })
             .await
             .expect("sandbox");

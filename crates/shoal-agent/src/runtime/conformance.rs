@@ -26,7 +26,12 @@ pub async fn run_all<R: Runtime>(make: impl Fn() -> R) {
 }
 
 fn sandbox_config(name: &str) -> SandboxConfig {
-    SandboxConfig { pod_uid: format!("uid-{name}"), namespace: "default".into(), name: name.into() }
+    SandboxConfig {
+        pod_uid: format!("uid-{name}"),
+        namespace: "default".into(),
+        name: name.into(),
+        dns: None,
+    }
 }
 
 fn shell(name: &str, script: &str) -> ContainerConfig {

@@ -19,6 +19,11 @@
 //! - **Network.** The pod's IP is a loopback address from the node's pod CIDR (127.0.0.0/8 is
 //!   all routed to `lo`), given to the containers as `POD_IP`; a program that binds that
 //!   address does not collide with another pod's on the same port, one that binds 0.0.0.0 does.
+//! - **DNS.** Run as root, the runtime gives a pod with a resolver of its own (the cluster DNS,
+//!   see [`crate::dns::pod_dns_config`]) that resolver: each container's shim enters a mount
+//!   namespace of its own and bind-mounts the pod's `resolv.conf` over `/etc/resolv.conf`.
+//!   Without root, and for commands run by `exec` (probes, `kubectl exec`), the node's
+//!   resolv.conf stays.
 //! - **Limits.** No cgroup limits: resources requests and limits are accounted, not enforced.
 //!
 //! State layout under the runtime's directory:
@@ -50,6 +55,14 @@ use super::{
 const SHIM_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a container may take to die after SIGKILL before stopping it is reported failed.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The pod's resolver configuration in its sandbox directory, when it has one of its own.
+const RESOLV_CONF: &str = "resolv.conf";
+
+/// Whether the shims may make mounts: bind-mounting needs root (CAP_SYS_ADMIN, strictly).
+fn may_mount() -> bool {
+    rustix::process::geteuid().is_root()
+}
 
 /// An IPv4 network, `address/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +158,10 @@ pub struct ShimSpec {
     pub working_dir: PathBuf,
     pub log_path: PathBuf,
     pub log_limits: LogLimits,
+    /// A resolv.conf the shim bind-mounts over `/etc/resolv.conf` in a mount namespace of the
+    /// container's own (see [`shim`]); `None` leaves the node's.
+    #[serde(default)]
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// What the shim records once the container runs, in `state.json`.
@@ -319,6 +336,14 @@ impl Runtime for ProcessRuntime {
             .ok_or_else(|| RuntimeError::AddressesExhausted { cidr: self.config.pod_cidr.to_string() })?;
         create_dir(&dir.join("containers"))?;
         create_dir(&self.logs_dir(config))?;
+        if let Some(dns) = config.dns.as_ref().filter(|_| may_mount()) {
+            let path = dir.join(RESOLV_CONF);
+            std::fs::write(&path, dns.resolv_conf()).map_err(|source| RuntimeError::Io {
+                action: "writing",
+                path,
+                source,
+            })?;
+        }
         let sandbox = Sandbox { config: config.clone(), ip, dir: dir.clone() };
         write_json(&dir.join("sandbox.json"), &sandbox)?;
         Ok(sandbox)
@@ -377,6 +402,7 @@ impl Runtime for ProcessRuntime {
             working_dir,
             log_path: self.log_path(&sandbox.config, &config.name, config.attempt),
             log_limits: self.config.log_limits,
+            resolv_conf: Some(sandbox.dir.join(RESOLV_CONF)).filter(|path| path.is_file()),
         };
         write_json(&dir.join("spec.json"), &spec)?;
         self.spawn_shim(&id, &dir).await?;

@@ -174,6 +174,17 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// The cluster DNS address its agents share: the default kube-dns address for a cluster on
+    /// fixed ports (`shoal up`), one of its own for clusters on dynamic ports, so that the agents
+    /// of concurrent test clusters do not share one address (SO_REUSEPORT would spread each
+    /// cluster's queries over all of them). `127.<octet>.0.0/24` is no agent's pod range.
+    pub fn cluster_dns(&self) -> std::net::IpAddr {
+        match self.config.ports {
+            Ports::Dynamic => std::net::Ipv4Addr::new(127, self.pod_network_octet, 0, 10).into(),
+            Ports::Base(_) => std::net::Ipv4Addr::new(127, 96, 0, 10).into(),
+        }
+    }
+
     /// Starts agent `i` again (it already has its node credential), through member `server`
     /// (through its forwarder, whose server is fixed, if it has one).
     pub fn restart_agent(&mut self, i: usize, server: usize) -> anyhow::Result<()> {
@@ -208,6 +219,9 @@ impl LocalCluster {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
+        if !agent.args.iter().any(|arg| arg == "--cluster-dns") {
+            command.args(["--cluster-dns", &self.cluster_dns().to_string()]);
+        }
         if let Some(token) = token {
             command.env("SHOAL_JOIN_TOKEN", token);
         }

@@ -7,6 +7,12 @@
 //! and writes `exit.json`. SIGTERM to the shim is forwarded to the group; SIGUSR1 becomes
 //! SIGKILL to the group. Because the shim is the container's parent and reaps it only after it
 //! exits, it never signals a recycled process id.
+//!
+//! Given a `resolv_conf` in its spec, the shim first enters a mount namespace of its own, makes
+//! every mount in it private (so nothing done in it reaches the node) and bind-mounts that file
+//! over `/etc/resolv.conf`: the container, its child, sees the pod's resolver and the node's
+//! other processes do not. This runs before the shim starts any thread, as unsharing the mount
+//! namespace requires.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -27,6 +33,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the shim for the container in `dir`; returns the shim's exit code.
 pub fn main(dir: &Path) -> i32 {
+    let spec: Option<ShimSpec> = read_json(&dir.join("spec.json"));
+    if let Some(resolv_conf) = spec.and_then(|spec| spec.resolv_conf) {
+        // The container still runs, with the node's resolver: a pod that cannot resolve cluster
+        // names is easier to diagnose than one that never starts; the reason is in the log.
+        if let Err(error) = mount_resolv_conf(&resolv_conf) {
+            eprintln!("shim: giving the container {}: {error}; it keeps the node's", resolv_conf.display());
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -118,6 +132,19 @@ async fn run(dir: &Path) -> Result<(), String> {
         },
     };
     write_json(&dir.join("exit.json"), &exit).map_err(|error| error.to_string())
+}
+
+/// Bind-mounts `resolv_conf` over `/etc/resolv.conf` in a new, private mount namespace.
+fn mount_resolv_conf(resolv_conf: &Path) -> std::io::Result<()> {
+    use rustix::mount::MountPropagationFlags;
+    // `unshare` is deprecated for `unshare_unsafe`, whose hazard is CLONE_FILES (threads that
+    // shared a file table no longer do); unsharing only the mount namespace, from the shim's
+    // single thread, has no such hazard, and the workspace forbids `unsafe`.
+    #[allow(deprecated)]
+    rustix::thread::unshare(rustix::thread::UnshareFlags::NEWNS)?;
+    rustix::mount::mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)?;
+    rustix::mount::mount_bind(resolv_conf, "/etc/resolv.conf")?;
+    Ok(())
 }
 
 /// Tells the agent, waiting on our stdout, that the start is settled.
