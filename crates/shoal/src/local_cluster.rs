@@ -175,7 +175,8 @@ impl LocalCluster {
             &pki_dir.join(crate::certs::ENCRYPTION_KEY_FILE),
         )?;
         let pod_network_octet = match config.ports {
-            Ports::Dynamic => rand::random_range(64..=250),
+            // Above 127.96.0.0/16, the default service range, and the tests' own ranges below.
+            Ports::Dynamic => rand::random_range(100..=250),
             Ports::Base(_) => 1,
         };
         Ok(LocalCluster {
