@@ -13,6 +13,7 @@
 //!
 //! `kinds` finds the kinds the first two work over by API discovery. `failure_detector` holds
 //! the pure detectors (fixed timeout, phi accrual) that judge a node's Lease renewals.
+//! `selection` reads kube-controller-manager's `--controllers` list: which of them run.
 
 pub mod deployment;
 pub mod endpoints;
@@ -27,6 +28,7 @@ pub mod node_lifecycle;
 pub mod ownership;
 pub mod quantity;
 pub mod replicaset;
+pub mod selection;
 
 use std::time::Duration;
 
@@ -47,6 +49,8 @@ pub const DISCOVERY_RETRY_DELAY: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Config {
     pub hpa: hpa::Config,
+    /// Which controllers run (`shoal server --controllers`); all by default.
+    pub controllers: selection::Selection,
 }
 
 /// Runs every controller against `client` until the future is dropped.
@@ -62,30 +66,59 @@ pub async fn run(client: kube::Client, config: Config) {
         }
         tokio::time::sleep(DISCOVERY_RETRY_DELAY).await;
     };
-    tracing::info!(kinds = kinds.len(), "controllers starting");
-    let gc = gc::run(client.clone(), &kinds).instrument(tracing::info_span!("garbage_collector"));
-    let namespace =
-        namespace::run(client.clone(), &kinds).instrument(tracing::info_span!("namespace_controller"));
+    let selection = config.controllers;
+    let on = |name: &str| selection.enabled(name);
+    tracing::info!(kinds = kinds.len(), controllers = %selection, "controllers starting");
+    let gc = only_if(
+        on("garbagecollector"),
+        gc::run(client.clone(), &kinds).instrument(tracing::info_span!("garbage_collector")),
+    );
+    let namespace = only_if(
+        on("namespace"),
+        namespace::run(client.clone(), &kinds).instrument(tracing::info_span!("namespace_controller")),
+    );
     let (recorders, events) = events::channel();
     // Boxed here, where their lifetimes are concrete: proving the spawned whole `Send`
     // otherwise trips over closures in their streams (rust-lang/rust#102211).
-    let replica_sets = replicaset::run(client.clone(), recorders.recorder(replicaset::COMPONENT))
-        .instrument(tracing::info_span!("replicaset_controller"))
-        .boxed();
-    let deployments = deployment::run(client.clone(), recorders.recorder(deployment::COMPONENT))
-        .instrument(tracing::info_span!("deployment_controller"))
-        .boxed();
+    let replica_sets = only_if(
+        on("replicaset"),
+        replicaset::run(client.clone(), recorders.recorder(replicaset::COMPONENT))
+            .instrument(tracing::info_span!("replicaset_controller"))
+            .boxed(),
+    );
+    let deployments = only_if(
+        on("deployment"),
+        deployment::run(client.clone(), recorders.recorder(deployment::COMPONENT))
+            .instrument(tracing::info_span!("deployment_controller"))
+            .boxed(),
+    );
     drop(recorders);
-    let endpoints =
-        endpoints::run(client.clone()).instrument(tracing::info_span!("endpoints_controller")).boxed();
-    let hpa = hpa::run(client.clone(), &kinds, config.hpa)
-        .instrument(tracing::info_span!("horizontal_pod_autoscaler"))
-        .boxed();
-    let node_lifecycle = node_lifecycle::run(client.clone(), node_lifecycle::NodeLifecycleConfig::default())
-        .instrument(tracing::info_span!("node_lifecycle"))
-        .boxed();
+    // One controller writes both Endpoints and EndpointSlices.
+    let endpoints = only_if(
+        on("endpoint") || on("endpointslice"),
+        endpoints::run(client.clone()).instrument(tracing::info_span!("endpoints_controller")).boxed(),
+    );
+    let hpa = only_if(
+        on("horizontalpodautoscaling"),
+        hpa::run(client.clone(), &kinds, config.hpa)
+            .instrument(tracing::info_span!("horizontal_pod_autoscaler"))
+            .boxed(),
+    );
+    let node_lifecycle = only_if(
+        on("nodelifecycle"),
+        node_lifecycle::run(client.clone(), node_lifecycle::NodeLifecycleConfig::default())
+            .instrument(tracing::info_span!("node_lifecycle"))
+            .boxed(),
+    );
     let events = events::send_events(client, events);
     futures::join!(gc, namespace, replica_sets, deployments, endpoints, hpa, node_lifecycle, events);
+}
+
+/// Runs `controller` if it is turned on; a future that is never polled does nothing.
+async fn only_if(enabled: bool, controller: impl std::future::Future<Output = ()>) {
+    if enabled {
+        controller.await;
+    }
 }
 
 /// Whether `error` is the API's answer with HTTP status `code`.

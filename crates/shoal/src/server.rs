@@ -78,6 +78,12 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = shoal_apiserver::admit::DEFAULT_TOLERATION_SECONDS,
           value_parser = clap::value_parser!(i64).range(0..))]
     pub default_toleration_seconds: i64,
+    /// Which controllers the leading server runs, as kube-controller-manager's flag: `*` for
+    /// all, `name` to turn one on, `-name` to turn one off (`*,-nodelifecycle`). Names as in
+    /// Kubernetes: deployment, endpoint, endpointslice, garbagecollector,
+    /// horizontalpodautoscaling, namespace, nodelifecycle, replicaset.
+    #[arg(long, default_value = "*")]
+    pub controllers: shoal_controllers::selection::Selection,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -94,6 +100,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let kubeconfig = controllers_kubeconfig(&args, api.addr)?;
     let mut controllers_config = shoal_controllers::Config::default();
     controllers_config.hpa.sync_period = Duration::from_millis(args.horizontal_pod_autoscaler_sync_period_ms);
+    controllers_config.controllers = args.controllers.clone();
     let controllers =
         tokio::spawn(crate::controller_manager::run(args.name.clone(), kubeconfig, controllers_config));
     tracing::info!(
