@@ -7,10 +7,14 @@
 //! both). Scores are kube-scheduler's default plugins, simplified, each normalized to 0..=100
 //! and weighted as kube-scheduler weighs them: least allocated ×1, balanced allocation ×1,
 //! spreading one owner's pods ×2, preferred node affinity ×2, preferred pod (anti-)affinity ×2,
-//! PreferNoSchedule taints ×3. Ties go to the node whose name sorts first: kube-scheduler draws
-//! among ties at random, but the scores already separate equal nodes once a pod is assumed on
-//! one (least allocated counts even pods without requests), and a fixed order keeps decisions
-//! reproducible.
+//! PreferNoSchedule taints ×3. Ties go to the first node examined, in name order from where
+//! the search started: kube-scheduler draws among ties at random, but the scores already
+//! separate equal nodes once a pod is assumed on one (least allocated counts even pods without
+//! requests), and a fixed order keeps decisions reproducible.
+//!
+//! In a large cluster not every node is examined: as kube-scheduler does, the filters stop
+//! once an adaptive share of the nodes has passed (`feasible_nodes_to_find`), and the next
+//! pod's search starts where this one stopped, so pods spread over every node in turn.
 
 mod filters;
 mod scores;
@@ -63,13 +67,60 @@ impl fmt::Display for Unschedulable {
     }
 }
 
-/// Chooses a node of `cluster` for `pod`, or says why none fits.
+/// Below this many nodes every node is examined; above, the search stops once it has found
+/// this many feasible nodes at least (kube-scheduler's `minFeasibleNodesToFind`).
+pub const FEASIBLE_NODES_MIN: usize = 100;
+/// The share of the nodes (in percent) a search looks for in a small cluster, less one point
+/// for every `NODES_PER_PERCENT_POINT` nodes (kube-scheduler's adaptive
+/// `percentageOfNodesToScore`: 50 % − nodes/125).
+pub const FEASIBLE_PERCENT_BASE: usize = 50;
+pub const NODES_PER_PERCENT_POINT: usize = 125;
+/// The smallest share (in percent) of the nodes a search looks for
+/// (`minFeasibleNodesPercentageToFind`).
+pub const FEASIBLE_PERCENT_MIN: usize = 5;
+const _: () = assert!(FEASIBLE_PERCENT_MIN <= FEASIBLE_PERCENT_BASE);
+
+/// A decision and where the next one's search should start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub result: Result<Placement, Unschedulable>,
+    /// The node after the last one this search examined, where the next search begins so that
+    /// successive pods look at different nodes (kube-scheduler's `nextStartNodeIndex`).
+    pub next_start: Option<String>,
+}
+
+/// How many feasible nodes a search looks for in a cluster of `nodes` before it stops
+/// filtering and scores what it found: every node below `FEASIBLE_NODES_MIN`, else the
+/// adaptive share of them, but never fewer than `FEASIBLE_NODES_MIN`.
+pub fn feasible_nodes_to_find(nodes: usize) -> usize {
+    if nodes < FEASIBLE_NODES_MIN {
+        return nodes;
+    }
+    let percent =
+        FEASIBLE_PERCENT_BASE.saturating_sub(nodes / NODES_PER_PERCENT_POINT).max(FEASIBLE_PERCENT_MIN);
+    (nodes * percent / 100).max(FEASIBLE_NODES_MIN)
+}
+
+/// Chooses a node of `cluster` for `pod`, or says why none fits, searching from the first
+/// node by name.
 pub fn decide(cluster: &Cluster, pod: &Pod) -> Result<Placement, Unschedulable> {
-    let affinity = filters::PodAffinityContext::new(cluster, pod);
+    decide_from(cluster, pod, "").result
+}
+
+/// Chooses a node of `cluster` for `pod`, or says why none fits. The filters run over the
+/// nodes in name order from `start`, wrapping around, until `feasible_nodes_to_find` nodes
+/// pass; only those are scored. When fewer pass, every node has been examined, so the reasons
+/// of an unschedulable pod always cover the whole cluster.
+pub fn decide_from(cluster: &Cluster, pod: &Pod, start: &str) -> Decision {
+    let filter = filters::PodFilter::new(cluster, pod);
+    let wanted = feasible_nodes_to_find(cluster.node_count());
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut feasible: Vec<&NodeInfo> = Vec::new();
-    for node in &cluster.nodes {
-        match filters::check(node, pod, &affinity) {
+    let mut nodes = cluster.nodes_from(start).peekable();
+    while feasible.len() < wanted
+        && let Some(node) = nodes.next()
+    {
+        match filter.check(node) {
             Ok(()) => feasible.push(node),
             Err(failed) => {
                 for reason in failed {
@@ -78,24 +129,30 @@ pub fn decide(cluster: &Cluster, pod: &Pod) -> Result<Placement, Unschedulable> 
             }
         }
     }
+    let next_start = match nodes.peek() {
+        Some(node) => Some(node.name.clone()),
+        None => Some(start.to_owned()),
+    };
     if feasible.is_empty() {
-        return Err(Unschedulable { nodes: cluster.nodes.len(), reasons });
+        let result = Err(Unschedulable { nodes: cluster.node_count(), reasons });
+        return Decision { result, next_start };
     }
+    // Ties go to the first node examined: in name order from `start`. (By name alone, the
+    // nodes early in the alphabet would win every tie of every search that wrapped around.)
     let totals = scores::totals(cluster, &feasible, pod);
-    // The first node with the highest total: `feasible` is in name order.
     let mut best = 0;
     for (i, total) in totals.iter().enumerate() {
         if *total > totals[best] {
             best = i;
         }
     }
-    Ok(Placement { node: feasible[best].name.clone() })
+    Decision { result: Ok(Placement { node: feasible[best].name.clone() }), next_start }
 }
 
 /// The taints a node acts as if it had: its own, plus the not-ready or unreachable taint
 /// (NoSchedule) while its Ready condition is not True, as the node lifecycle controller and
 /// kubelet's registration would add them.
-fn effective_taints(node: &Node) -> Vec<Taint> {
+pub(crate) fn effective_taints(node: &Node) -> Vec<Taint> {
     let mut taints = node.spec.as_ref().and_then(|spec| spec.taints.clone()).unwrap_or_default();
     let ready = node
         .status
@@ -151,7 +208,7 @@ fn term_selects(term: &PodAffinityTerm, owner_namespace: &str, candidate: &Pod) 
 
 /// Every pod of `cluster` with the node it is on.
 fn placed_pods(cluster: &Cluster) -> impl Iterator<Item = (&NodeInfo, &Pod)> {
-    cluster.nodes.iter().flat_map(|node| node.pods.iter().map(move |pod| (node, pod.as_ref())))
+    cluster.nodes().flat_map(|node| node.pods.values().map(move |pod| (node, pod.as_ref())))
 }
 
 /// Pod affinity (towards the pods a term selects) or anti-affinity (away from them).

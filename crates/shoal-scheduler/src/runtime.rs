@@ -1,6 +1,11 @@
 //! The scheduler's effects: watch caches of pods and nodes, the scheduling queue, and the
 //! writes each decision needs (a binding, or a PodScheduled=False condition), with events.
 //!
+//! The watches keep the `Cluster` up to date event by event; the scheduling loop decides a
+//! batch of pods at a time on it and hands the bindings to a binder that keeps up to
+//! `BINDS_IN_FLIGHT_MAX` of them in flight, so that deciding goes on while binds wait for the
+//! store, and the store can batch many binds into one Raft entry.
+//!
 //! Everything runs inside the future `run` returns, without spawned tasks, so dropping it
 //! (the server losing leadership) stops the watches and the writes in flight at once.
 
@@ -20,8 +25,8 @@ use serde_json::json;
 use tokio::sync::{Notify, mpsc};
 
 use crate::SCHEDULER_NAME;
-use crate::cluster::{Cluster, is_terminal};
-use crate::decide::{Unschedulable, decide};
+use crate::cluster::{Cluster, is_terminal, pod_id};
+use crate::decide::{Unschedulable, decide_from};
 use crate::queue::{PodKey, SchedulingQueue};
 
 /// The pods one pass decides on before it binds them: each pass builds the cluster snapshot
@@ -32,14 +37,19 @@ const PODS_PER_PASS_MAX: usize = 256;
 const RESYNC_INTERVAL: Duration = Duration::from_secs(30);
 /// How long one request may take before the scheduler gives up on it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Requests (bindings, condition patches) in flight at once.
-const REQUESTS_IN_FLIGHT_MAX: usize = 16;
+/// Requests (bindings, condition patches) in flight at once. Each binding waits for a Raft
+/// commit (a quorum's fsync): with few in flight the scheduler waits on the disk; with many,
+/// the store commits them together.
+const BINDS_IN_FLIGHT_MAX: usize = 128;
+/// Decided pods waiting for the binder; deciding pauses beyond it.
+const OUTCOMES_QUEUED_MAX: usize = 2 * PODS_PER_PASS_MAX;
 /// How long a pod the scheduler bound counts as placed without the watch showing it bound;
 /// past that the watch is taken as the truth (a binding whose answer was lost, a pod gone).
 const ASSUMED_TTL: Duration = Duration::from_secs(30);
 /// Events waiting to be sent; more are dropped while the API is slow or away.
 const EVENTS_QUEUED_MAX: usize = 1_024;
 const _: () = assert!(PODS_PER_PASS_MAX <= crate::queue::QUEUED_PODS_MAX);
+const _: () = assert!(BINDS_IN_FLIGHT_MAX <= OUTCOMES_QUEUED_MAX);
 const _: () = assert!(REQUEST_TIMEOUT.as_secs() < ASSUMED_TTL.as_secs());
 
 /// Runs the scheduler against `client` until the future is dropped.
@@ -48,11 +58,12 @@ pub async fn run(client: Client) {
     let (nodes, node_writer) = reflector::store::<Node>();
     let (events, pending_events) = mpsc::channel(EVENTS_QUEUED_MAX);
     let shared = Shared { state: Mutex::new(State::default()), wake: Notify::new() };
+    let caches = Caches { pods: pods.clone(), nodes: nodes.clone() };
     let scheduler = Scheduler { client: client.clone(), pods, nodes, shared: &shared, events };
     tracing::info!("scheduler starting");
     futures::future::join4(
-        watch_pods(client.clone(), pod_writer, &shared),
-        watch_nodes(client.clone(), node_writer, &shared),
+        watch_pods(client.clone(), pod_writer, &shared, caches.clone()),
+        watch_nodes(client.clone(), node_writer, &shared, caches),
         scheduler.run(),
         send_events(client, pending_events),
     )
@@ -69,7 +80,11 @@ struct Shared {
 #[derive(Default)]
 struct State {
     queue: SchedulingQueue,
-    /// Pods bound by this scheduler that the watch has not shown bound yet, by uid.
+    /// The nodes and the pods counted on them, assumed ones included.
+    cluster: Cluster,
+    /// Where the next decision's search over the nodes starts.
+    next_start: String,
+    /// Pods bound by this scheduler that the watch has not shown bound yet, by `pod_id`.
     assumed: HashMap<String, Assumed>,
     /// A digest of what scheduling reads of each node, to tell a change that may let pods fit
     /// (labels, taints, cordon, allocatable, readiness) from a heartbeat.
@@ -86,9 +101,26 @@ impl Shared {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("scheduler state lock")
     }
+
+    /// Builds the cluster again from the watch caches, once a watch has listed everything
+    /// (at start, and after a watch restarted: what was deleted meanwhile sent no event).
+    fn rebuild_cluster(&self, caches: &Caches) {
+        let mut state = self.state();
+        let assumed = state.assumed.values().map(|assumed| (assumed.pod.clone(), assumed.node.clone()));
+        let cluster = Cluster::new(caches.nodes.state(), caches.pods.state(), assumed.collect::<Vec<_>>());
+        state.cluster = cluster;
+        state.queue.move_forward();
+    }
 }
 
-async fn watch_pods(client: Client, writer: reflector::store::Writer<Pod>, shared: &Shared) {
+/// The watch caches, for rebuilding the cluster.
+#[derive(Clone)]
+struct Caches {
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+}
+
+async fn watch_pods(client: Client, writer: reflector::store::Writer<Pod>, shared: &Shared, caches: Caches) {
     let stream = watcher(Api::<Pod>::all(client), watcher::Config::default())
         .default_backoff()
         .modify(|pod| pod.managed_fields_mut().clear())
@@ -96,19 +128,33 @@ async fn watch_pods(client: Client, writer: reflector::store::Writer<Pod>, share
     let mut events = std::pin::pin!(stream);
     while let Some(event) = events.next().await {
         match event {
-            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod_changed(shared, &pod),
+            Ok(watcher::Event::Apply(pod)) => pod_changed(shared, pod, true),
+            // Counted when the listing is complete: the cluster is rebuilt from the cache.
+            Ok(watcher::Event::InitApply(pod)) => pod_changed(shared, pod, false),
             Ok(watcher::Event::Delete(pod)) => pod_deleted(shared, &pod),
             Ok(watcher::Event::Init) => {}
-            Ok(watcher::Event::InitDone) => shared.wake.notify_one(),
+            Ok(watcher::Event::InitDone) => {
+                shared.rebuild_cluster(&caches);
+                shared.wake.notify_one();
+            }
             Err(error) => tracing::warn!(%error, "scheduler's pod watch failed"),
         }
     }
 }
 
-fn pod_changed(shared: &Shared, pod: &Pod) {
+/// Queues a pod that waits for a node, and counts the pod on its node (when `count`).
+fn pod_changed(shared: &Shared, pod: Pod, count: bool) {
+    let pod = Arc::new(pod);
     let mut state = shared.state();
-    let key = pod_key(pod);
-    if is_ours_to_schedule(pod) {
+    let bound = pod.spec.as_ref().is_some_and(|spec| spec.node_name.is_some());
+    if bound {
+        state.assumed.remove(&pod_id(&pod));
+    }
+    if count {
+        state.cluster.observe_pod(pod.clone());
+    }
+    let key = pod_key(&pod);
+    if is_ours_to_schedule(&pod) {
         if !state.queue.add(key) {
             tracing::warn!(pod = %pod.name_any(), "scheduling queue full; the pod waits for the resync");
         }
@@ -117,32 +163,32 @@ fn pod_changed(shared: &Shared, pod: &Pod) {
         return;
     }
     state.queue.forget(&key);
-    if pod.spec.as_ref().is_some_and(|spec| spec.node_name.is_some()) {
-        if let Some(uid) = pod.metadata.uid.as_ref() {
-            state.assumed.remove(uid);
-        }
-        // A finished pod frees its requests.
-        if is_terminal(pod) {
-            state.queue.move_forward();
-            drop(state);
-            shared.wake.notify_one();
-        }
+    // A finished pod frees its requests.
+    if bound && is_terminal(&pod) {
+        state.queue.move_forward();
+        drop(state);
+        shared.wake.notify_one();
     }
 }
 
 fn pod_deleted(shared: &Shared, pod: &Pod) {
     let mut state = shared.state();
     state.queue.forget(&pod_key(pod));
-    if let Some(uid) = pod.metadata.uid.as_ref() {
-        state.assumed.remove(uid);
-    }
+    let id = pod_id(pod);
+    state.assumed.remove(&id);
+    state.cluster.remove_pod(&id);
     // A pod gone frees its node's resources and ports, and may lift an anti-affinity.
     state.queue.move_forward();
     drop(state);
     shared.wake.notify_one();
 }
 
-async fn watch_nodes(client: Client, writer: reflector::store::Writer<Node>, shared: &Shared) {
+async fn watch_nodes(
+    client: Client,
+    writer: reflector::store::Writer<Node>,
+    shared: &Shared,
+    caches: Caches,
+) {
     let stream = watcher(Api::<Node>::all(client), watcher::Config::default())
         .default_backoff()
         .modify(|node| node.managed_fields_mut().clear())
@@ -152,17 +198,26 @@ async fn watch_nodes(client: Client, writer: reflector::store::Writer<Node>, sha
         match event {
             Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) => {
                 let digest = node_digest(&node);
-                let previous = shared.state().node_digests.insert(node.name_any(), digest);
+                let mut state = shared.state();
+                let previous = state.node_digests.insert(node.name_any(), digest);
                 if previous != Some(digest) {
-                    shared.state().queue.move_forward();
+                    // A heartbeat changes nothing the decisions read: the node is not rebuilt.
+                    state.cluster.set_node(Arc::new(node));
+                    state.queue.move_forward();
+                    drop(state);
                     shared.wake.notify_one();
                 }
             }
             Ok(watcher::Event::Delete(node)) => {
-                shared.state().node_digests.remove(&node.name_any());
+                let mut state = shared.state();
+                state.node_digests.remove(&node.name_any());
+                state.cluster.remove_node(&node.name_any());
             }
             Ok(watcher::Event::Init) => {}
-            Ok(watcher::Event::InitDone) => shared.wake.notify_one(),
+            Ok(watcher::Event::InitDone) => {
+                shared.rebuild_cluster(&caches);
+                shared.wake.notify_one();
+            }
             Err(error) => tracing::warn!(%error, "scheduler's node watch failed"),
         }
     }
@@ -223,6 +278,13 @@ impl Scheduler<'_> {
         if self.pods.wait_until_ready().await.is_err() || self.nodes.wait_until_ready().await.is_err() {
             return;
         }
+        let (decided, to_carry_out) = mpsc::channel(OUTCOMES_QUEUED_MAX);
+        futures::future::join(self.decide_loop(decided), self.carry_out_all(to_carry_out)).await;
+    }
+
+    /// Decides a batch of ready pods at a time and hands the outcomes on; waits while the
+    /// binder is `OUTCOMES_QUEUED_MAX` behind.
+    async fn decide_loop(&self, decided: mpsc::Sender<Outcome>) {
         let mut last_resync = Instant::now();
         loop {
             if last_resync.elapsed() >= RESYNC_INTERVAL {
@@ -242,13 +304,19 @@ impl Scheduler<'_> {
                 }
                 continue;
             }
-            let outcomes = self.decide_pass(batch);
-            futures::stream::iter(outcomes)
-                .map(|outcome| self.carry_out(outcome))
-                .buffer_unordered(REQUESTS_IN_FLIGHT_MAX)
-                .collect::<()>()
-                .await;
+            for outcome in self.decide_pass(batch) {
+                if decided.send(outcome).await.is_err() {
+                    return;
+                }
+            }
         }
+    }
+
+    /// Carries decisions out, up to `BINDS_IN_FLIGHT_MAX` at once.
+    async fn carry_out_all(&self, mut to_carry_out: mpsc::Receiver<Outcome>) {
+        futures::stream::poll_fn(|context| to_carry_out.poll_recv(context))
+            .for_each_concurrent(BINDS_IN_FLIGHT_MAX, |outcome| self.carry_out(outcome))
+            .await;
     }
 
     /// Offers every unscheduled pod to the queue again.
@@ -263,32 +331,38 @@ impl Scheduler<'_> {
     /// Decides on each pod of `batch` in turn, each placed pod counting for the next.
     fn decide_pass(&self, batch: Vec<PodKey>) -> Vec<Outcome> {
         let now = Instant::now();
-        let mut state = self.shared.state();
-        let pods = &self.pods;
-        state.assumed.retain(|_, assumed| {
-            let current = pods.get(&ObjectRef::from_obj(assumed.pod.as_ref()));
-            let pending = current.as_deref().is_some_and(is_ours_to_schedule);
-            pending && now.duration_since(assumed.since) < ASSUMED_TTL
-        });
-        let assumed = state.assumed.values().map(|assumed| (assumed.pod.clone(), assumed.node.clone()));
-        let mut cluster = Cluster::new(self.nodes.state(), self.pods.state(), assumed);
+        let mut guard = self.shared.state();
+        let state = &mut *guard;
+        // Past their time, assumptions give way to what the watch shows.
+        let expired: Vec<String> = state
+            .assumed
+            .iter()
+            .filter(|(_, assumed)| now.duration_since(assumed.since) >= ASSUMED_TTL)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            state.assumed.remove(&id);
+            state.cluster.forget_assumed(&id);
+        }
         let mut outcomes = Vec::new();
         for key in batch {
-            let current = pods.get(&ObjectRef::new(&key.1).within(&key.0));
+            let current = self.pods.get(&ObjectRef::new(&key.1).within(&key.0));
             // A pod bound in an earlier pass but not yet seen bound is not decided again: a
             // second binding would only conflict, and would move its assumed node meanwhile.
-            let assumed =
-                |pod: &Pod| pod.metadata.uid.as_ref().is_some_and(|uid| state.assumed.contains_key(uid));
+            let assumed = |pod: &Pod| state.assumed.contains_key(&pod_id(pod));
             let Some(pod) = current.filter(|pod| is_ours_to_schedule(pod) && !assumed(pod)) else {
                 state.queue.forget(&key);
                 continue;
             };
-            match decide(&cluster, &pod) {
+            let decision = decide_from(&state.cluster, &pod, &state.next_start);
+            if let Some(next_start) = decision.next_start {
+                state.next_start = next_start;
+            }
+            match decision.result {
                 Ok(placement) => {
-                    cluster.assume(pod.clone(), &placement.node);
-                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    state.cluster.assume(pod.clone(), &placement.node);
                     let assumed = Assumed { pod: pod.clone(), node: placement.node.clone(), since: now };
-                    state.assumed.insert(uid, assumed);
+                    state.assumed.insert(pod_id(&pod), assumed);
                     outcomes.push(Outcome::Bound { pod, node: placement.node });
                 }
                 Err(reason) => {
@@ -352,9 +426,9 @@ impl Scheduler<'_> {
             }
         };
         let mut state = self.shared.state();
-        if let Some(uid) = pod.metadata.uid.as_ref() {
-            state.assumed.remove(uid);
-        }
+        let id = pod_id(pod);
+        state.assumed.remove(&id);
+        state.cluster.forget_assumed(&id);
         let key = (namespace, name);
         match failure {
             Some(()) => state.queue.back_off(key, Instant::now()),

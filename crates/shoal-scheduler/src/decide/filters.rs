@@ -4,11 +4,8 @@ use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, Taint, Toleration};
 
-use super::{
-    Direction, TAINT_UNSCHEDULABLE, effective_taints, placed_pods, pod_affinity_terms, term_selects,
-    topology_value,
-};
-use crate::cluster::{Cluster, NodeInfo, host_ports, pod_requests};
+use super::{Direction, TAINT_UNSCHEDULABLE, placed_pods, pod_affinity_terms, term_selects, topology_value};
+use crate::cluster::{Cluster, HostPort, NodeInfo, Resources, host_ports, pod_requests};
 use crate::selectors;
 
 pub const REASON_UNSCHEDULABLE: &str = "node(s) were unschedulable";
@@ -19,41 +16,62 @@ pub const REASON_POD_AFFINITY: &str = "node(s) didn't match pod affinity rules";
 pub const REASON_POD_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
 pub const REASON_EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
 
-/// Why `pod` cannot go to `node`, from the first filter that rules it out; Ok if none does.
-pub fn check(node: &NodeInfo, pod: &Pod, affinity: &PodAffinityContext) -> Result<(), Vec<String>> {
-    let tolerations = pod.spec.as_ref().and_then(|spec| spec.tolerations.as_deref()).unwrap_or_default();
-    if node.node.spec.as_ref().and_then(|spec| spec.unschedulable) == Some(true) {
-        let cordon = Taint {
-            key: TAINT_UNSCHEDULABLE.to_owned(),
-            effect: "NoSchedule".to_owned(),
-            ..Taint::default()
-        };
-        if !selectors::tolerated(tolerations, &cordon) {
-            return Err(vec![REASON_UNSCHEDULABLE.to_owned()]);
+/// What the filters need of one pod, worked out once per decision rather than per node.
+pub struct PodFilter<'a> {
+    pod: &'a Pod,
+    tolerations: &'a [Toleration],
+    requests: Resources,
+    host_ports: Vec<HostPort>,
+    affinity: PodAffinityContext,
+}
+
+impl<'a> PodFilter<'a> {
+    pub fn new(cluster: &Cluster, pod: &'a Pod) -> Self {
+        PodFilter {
+            pod,
+            tolerations: pod.spec.as_ref().and_then(|spec| spec.tolerations.as_deref()).unwrap_or_default(),
+            requests: pod_requests(pod, false),
+            host_ports: host_ports(pod),
+            affinity: PodAffinityContext::new(cluster, pod),
         }
     }
-    if let Some(taint) = untolerated_taint(node, tolerations) {
-        let value = taint.value.as_deref().unwrap_or_default();
-        return Err(vec![format!("node(s) had untolerated taint {{{}: {value}}}", taint.key)]);
+
+    /// Why the pod cannot go to `node`, from the first filter that rules it out; Ok if none
+    /// does.
+    pub fn check(&self, node: &NodeInfo) -> Result<(), Vec<String>> {
+        if node.node.spec.as_ref().and_then(|spec| spec.unschedulable) == Some(true) {
+            let cordon = Taint {
+                key: TAINT_UNSCHEDULABLE.to_owned(),
+                effect: "NoSchedule".to_owned(),
+                ..Taint::default()
+            };
+            if !selectors::tolerated(self.tolerations, &cordon) {
+                return Err(vec![REASON_UNSCHEDULABLE.to_owned()]);
+            }
+        }
+        if let Some(taint) = untolerated_taint(node, self.tolerations) {
+            let value = taint.value.as_deref().unwrap_or_default();
+            return Err(vec![format!("node(s) had untolerated taint {{{}: {value}}}", taint.key)]);
+        }
+        if !matches_node_selection(node, self.pod) {
+            return Err(vec![REASON_NODE_AFFINITY.to_owned()]);
+        }
+        let wanted_ports = &self.host_ports;
+        if wanted_ports.iter().any(|wanted| node.host_ports.iter().any(|held| held.conflicts_with(wanted))) {
+            return Err(vec![REASON_PORTS.to_owned()]);
+        }
+        let short = insufficient_resources(node, self.requests);
+        if !short.is_empty() {
+            return Err(short);
+        }
+        self.affinity.check(node).map_err(|reason| vec![reason.to_owned()])
     }
-    if !matches_node_selection(node, pod) {
-        return Err(vec![REASON_NODE_AFFINITY.to_owned()]);
-    }
-    let wanted_ports = host_ports(pod);
-    if wanted_ports.iter().any(|wanted| node.host_ports.iter().any(|held| held.conflicts_with(wanted))) {
-        return Err(vec![REASON_PORTS.to_owned()]);
-    }
-    let short = insufficient_resources(node, pod);
-    if !short.is_empty() {
-        return Err(short);
-    }
-    affinity.check(node).map_err(|reason| vec![reason.to_owned()])
 }
 
 /// The first of the node's taints with effect NoSchedule or NoExecute that no toleration of
 /// the pod tolerates (kube-scheduler's `FindMatchingUntoleratedTaint`).
-fn untolerated_taint(node: &NodeInfo, tolerations: &[Toleration]) -> Option<Taint> {
-    effective_taints(&node.node).into_iter().find(|taint| {
+fn untolerated_taint<'a>(node: &'a NodeInfo, tolerations: &[Toleration]) -> Option<&'a Taint> {
+    node.taints.iter().find(|taint| {
         matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute")
             && !selectors::tolerated(tolerations, taint)
     })
@@ -78,8 +96,7 @@ fn matches_node_selection(node: &NodeInfo, pod: &Pod) -> bool {
 /// "Too many pods" and "Insufficient <resource>" for each resource the pod requests more of
 /// than the node has left. A resource the pod does not request is not checked, as in
 /// kube-scheduler, so a pod without requests fits a node whose CPU is all requested.
-fn insufficient_resources(node: &NodeInfo, pod: &Pod) -> Vec<String> {
-    let wanted = pod_requests(pod, false);
+fn insufficient_resources(node: &NodeInfo, wanted: Resources) -> Vec<String> {
     let (allocatable, requested) = (node.allocatable, node.requested);
     let mut short = Vec::new();
     if requested.pods.saturating_add(1) > allocatable.pods {
@@ -135,8 +152,7 @@ impl PodAffinityContext {
         let anti_affinity =
             anti_affinity_terms.iter().map(|term| (term.topology_key.clone(), domains(term))).collect();
         let mut closed_by_existing: HashMap<String, HashSet<String>> = HashMap::new();
-        for (node, existing) in &cluster.anti_affinity_pods {
-            let node = &cluster.nodes[*node];
+        for (node, existing) in cluster.anti_affinity_pods() {
             let (terms, _) = pod_affinity_terms(existing, Direction::Away);
             let existing_namespace = existing.metadata.namespace.as_deref().unwrap_or_default();
             for term in terms {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
 
-use super::{Direction, effective_taints, placed_pods, pod_affinity_terms, term_selects, topology_value};
+use super::{Direction, placed_pods, pod_affinity_terms, term_selects, topology_value};
 use crate::cluster::{Cluster, NodeInfo, controller_uid, pod_requests};
 use crate::selectors;
 
@@ -35,8 +35,10 @@ pub fn totals(cluster: &Cluster, feasible: &[&NodeInfo], pod: &Pod) -> Vec<i64> 
     let node_affinity =
         normalize_to_max(feasible.iter().map(|node| preferred_node_affinity(node, pod)).collect());
     let pod_affinity = normalize_min_max(preferred_pod_affinity(cluster, feasible, pod));
-    let taints =
-        reverse_normalize(feasible.iter().map(|node| prefer_no_schedule_taints(node, pod)).collect());
+    let tolerations = prefer_no_schedule_tolerations(pod);
+    let taints = reverse_normalize(
+        feasible.iter().map(|node| prefer_no_schedule_taints(node, &tolerations)).collect(),
+    );
     let mut totals: Vec<i64> = least_allocated
         .zip(balanced)
         .map(|(least, balanced)| WEIGHT_LEAST_ALLOCATED * least + WEIGHT_BALANCED_ALLOCATION * balanced)
@@ -143,21 +145,24 @@ fn preferred_pod_affinity(cluster: &Cluster, feasible: &[&NodeInfo], pod: &Pod) 
     scores
 }
 
-/// The node's PreferNoSchedule taints that the pod's tolerations (those for PreferNoSchedule
-/// or for every effect) do not tolerate.
-fn prefer_no_schedule_taints(node: &NodeInfo, pod: &Pod) -> i64 {
-    let tolerations: Vec<Toleration> = pod
-        .spec
+/// The pod's tolerations that apply to PreferNoSchedule taints (those for that effect or for
+/// every effect).
+fn prefer_no_schedule_tolerations(pod: &Pod) -> Vec<Toleration> {
+    pod.spec
         .as_ref()
         .and_then(|spec| spec.tolerations.as_deref())
         .unwrap_or_default()
         .iter()
         .filter(|toleration| matches!(toleration.effect.as_deref(), None | Some("" | "PreferNoSchedule")))
         .cloned()
-        .collect();
+        .collect()
+}
+
+/// The node's PreferNoSchedule taints that `tolerations` do not tolerate.
+fn prefer_no_schedule_taints(node: &NodeInfo, tolerations: &[Toleration]) -> i64 {
     let untolerated =
-        |taint: &Taint| taint.effect == "PreferNoSchedule" && !selectors::tolerated(&tolerations, taint);
-    effective_taints(&node.node).iter().filter(|taint| untolerated(taint)).count() as i64
+        |taint: &Taint| taint.effect == "PreferNoSchedule" && !selectors::tolerated(tolerations, taint);
+    node.taints.iter().filter(|taint| untolerated(taint)).count() as i64
 }
 
 /// Scales raw scores so that the highest is `SCORE_MAX` (all 0 stay 0).

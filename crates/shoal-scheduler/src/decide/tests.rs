@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{Value, json};
 
 use super::*;
+use crate::cluster::pod_id;
 
 /// A Ready node offering `cpu` and `memory` for 110 pods, with `extra` merged into it
 /// (`{"metadata": {"labels": …}, "spec": {"taints": …}}`).
@@ -536,4 +537,108 @@ fn messages_are_worded_as_kube_scheduler_words_them() {
         &pod("p", None, json!({})),
         "no nodes available to schedule pods",
     );
+}
+
+/// `count` empty nodes named `n000`, `n001`, …
+fn many_nodes(count: usize) -> Vec<Arc<Node>> {
+    (0..count).map(|i| node(&format!("n{i:03}"), "8", "32Gi", json!({}))).collect()
+}
+
+// The share of nodes a search looks for is kube-scheduler's adaptive one: every node below
+// 100, else 50 % less a point per 125 nodes, at least 5 % and at least 100 nodes.
+#[test]
+fn the_search_looks_for_an_adaptive_share_of_the_nodes() {
+    let cases = [(0, 0), (1, 1), (99, 99), (100, 100), (200, 100), (300, 144), (1000, 420), (5000, 500)];
+    for (nodes, expected) in cases {
+        assert_eq!(feasible_nodes_to_find(nodes), expected, "{nodes} nodes");
+    }
+    assert_eq!(feasible_nodes_to_find(6000), 300, "5 % at least");
+    assert_eq!(feasible_nodes_to_find(100_000), 5000);
+}
+
+// On 300 nodes a search stops after the 144 feasible nodes it looks for and the next one
+// starts after them, wrapping around; when fewer nodes fit, every node is examined, so a pod
+// that fits one far node finds it and an unfit pod's reasons cover the whole cluster.
+#[test]
+fn a_search_stops_at_its_share_and_the_next_one_goes_on_from_there() {
+    let state = cluster(many_nodes(300), vec![]);
+    let small = pod("p", Some(("100m", "128Mi")), json!({}));
+    let first = decide_from(&state, &small, "");
+    assert_eq!(first.result, Ok(Placement { node: "n000".into() }));
+    assert_eq!(first.next_start.as_deref(), Some("n144"));
+    let second = decide_from(&state, &small, "n144");
+    assert_eq!(second.result, Ok(Placement { node: "n144".into() }));
+    assert_eq!(second.next_start.as_deref(), Some("n288"));
+    // From n288: n288..n299, then n000..n131 — ties go to the first examined.
+    let third = decide_from(&state, &small, "n288");
+    assert_eq!(third.result, Ok(Placement { node: "n288".into() }));
+    assert_eq!(third.next_start.as_deref(), Some("n132"));
+
+    let far = pod("far", None, json!({"spec": {"nodeSelector": {"kubernetes.io/hostname": "n250"}}}));
+    assert_eq!(decide_from(&state, &far, "n000").result, Ok(Placement { node: "n250".into() }));
+    let big = pod("big", Some(("9", "1Gi")), json!({}));
+    let unfit = decide_from(&state, &big, "n100");
+    assert_eq!(
+        unfit.result.expect_err("fits nowhere").to_string(),
+        "0/300 nodes are available: 300 Insufficient cpu."
+    );
+}
+
+// Pods placed one after another with the search going round spread over every node: 600 pods
+// on 300 nodes, each node gets two.
+#[test]
+fn sampled_searches_spread_pods_over_every_node() {
+    let mut state = cluster(many_nodes(300), vec![]);
+    let mut start = String::new();
+    for i in 0..600 {
+        let candidate = pod(&format!("p{i}"), Some(("100m", "128Mi")), json!({}));
+        let decision = decide_from(&state, &candidate, &start);
+        start = decision.next_start.expect("a next start");
+        let placement = decision.result.expect("fits");
+        state.assume(Arc::new(candidate), &placement.node);
+    }
+    let counts: Vec<i64> = state.nodes().map(|node| node.requested.pods).collect();
+    assert_eq!(counts.iter().min(), Some(&2), "{counts:?}");
+    assert_eq!(counts.iter().max(), Some(&2), "{counts:?}");
+}
+
+// The cluster kept change by change holds what one built from scratch would: a pod seen before
+// its node counts once the node comes; a node removed keeps its pods for its return; a deleted
+// or finished pod frees its share; a pod the watch shows unbound keeps the node this scheduler
+// assumed; forgetting an assumption leaves a pod the watch shows bound counted.
+#[test]
+fn the_cluster_follows_changes_one_at_a_time() {
+    let requested = |state: &Cluster, name: &str| state.node(name).map(|node| node.requested);
+    let mut state = Cluster::default();
+    state.observe_pod(on("n1", pod("early", Some(("1", "1Gi")), json!({}))));
+    assert_eq!(requested(&state, "n1"), None);
+    let n1 = node("n1", "4", "8Gi", json!({}));
+    state.set_node(n1.clone());
+    assert_eq!(requested(&state, "n1").map(|r| (r.cpu_millis, r.pods)), Some((1000, 1)));
+    state.observe_pod(on("n1", pod("second", Some(("500m", "0")), json!({}))));
+    state.remove_node("n1");
+    state.set_node(n1.clone());
+    assert_eq!(requested(&state, "n1").map(|r| (r.cpu_millis, r.pods)), Some((1500, 2)));
+    // A relabelled node keeps its pods.
+    state.set_node(node("n1", "4", "8Gi", json!({"metadata": {"labels": {"zone": "a"}}})));
+    assert_eq!(requested(&state, "n1").map(|r| r.cpu_millis), Some(1500));
+    state
+        .observe_pod(on("n1", pod("second", Some(("500m", "0")), json!({"status": {"phase": "Succeeded"}}))));
+    assert_eq!(requested(&state, "n1").map(|r| (r.cpu_millis, r.pods)), Some((1000, 1)));
+
+    let pending = pod("assumed", Some(("2", "0")), json!({}));
+    state.assume(Arc::new(pending.clone()), "n1");
+    state.observe_pod(Arc::new(pending.clone()));
+    assert_eq!(requested(&state, "n1").map(|r| r.cpu_millis), Some(3000), "the assumption stays");
+    state.forget_assumed(&pod_id(&pending));
+    assert_eq!(requested(&state, "n1").map(|r| r.cpu_millis), Some(1000));
+    state.assume(Arc::new(pending.clone()), "n1");
+    state.observe_pod(on("n1", pending.clone()));
+    state.forget_assumed(&pod_id(&pending));
+    assert_eq!(requested(&state, "n1").map(|r| r.cpu_millis), Some(3000), "seen bound: counted");
+
+    let early = on("n1", pod("early", Some(("1", "1Gi")), json!({})));
+    state.remove_pod(&pod_id(&early));
+    let rebuilt = Cluster::new([n1], [on("n1", pending)], []);
+    assert_eq!(requested(&state, "n1"), requested(&rebuilt, "n1"));
 }
