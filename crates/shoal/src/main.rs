@@ -53,6 +53,8 @@ enum BenchCommand {
     /// Kill a node under a Deployment: the time until its replicas run elsewhere, by phase;
     /// then the lab's latency on every agent's link, counting false evictions.
     NodeLoss(bench::node_loss::BenchNodeLossArgs),
+    /// The scheduler of a 3-server cluster on hollow nodes: pods bound per second, backlog.
+    Scheduler(bench::scheduler::BenchSchedulerArgs),
 }
 
 #[derive(Subcommand)]
@@ -96,6 +98,7 @@ fn main() -> anyhow::Result<()> {
                 bench::controller_failover::run(args).await
             }
             Command::Bench(BenchCommand::NodeLoss(args)) => bench::node_loss::run(args).await,
+            Command::Bench(BenchCommand::Scheduler(args)) => bench::scheduler::run(args).await,
             Command::Lab(LabCommand::FailureDetector(args)) => lab::failure_detector::run(args).await,
             Command::Lab(LabCommand::FailureDetectorSender(args)) => {
                 lab::failure_detector::run_sender(args).await

@@ -199,3 +199,58 @@ async fn an_unfit_pod_stays_pending_with_the_reason() {
     assert_eq!(pod.spec.and_then(|spec| spec.node_name), None);
     assert_eq!(pod.status.and_then(|status| status.phase).as_deref(), Some("Pending"));
 }
+
+// The path of `shoal bench scheduler`, small: servers without the node lifecycle controller,
+// 20 hollow nodes (Node objects that report Ready, with no agent behind them) and 100 bare pods
+// created by 8 concurrent writers. Every pod gets bound, on a hollow node, no node past its
+// allocatable CPU, memory or pod count, and the pods spread: every node takes some.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hollow_nodes_take_every_pod_within_allocatable() {
+    use shoal::bench::scheduler::{
+        NODE_CPU, NODE_MEMORY, NODE_PODS, POD_CPU, POD_MEMORY, SERVER_ARGS, bench_pod, create_hollow_nodes,
+        hollow_node_name,
+    };
+    const NODES: usize = 20;
+    const PODS: usize = 100;
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = common::start_cluster(3, &SERVER_ARGS).await;
+    let mut clients = Vec::new();
+    for i in 0..cluster.len() {
+        clients.push(cluster.admin_client(i).await.expect("admin client"));
+    }
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(clients[0].clone());
+    wait_until("the default namespace", || async { namespaces.get_opt("default").await.ok().flatten() })
+        .await;
+    create_hollow_nodes(&clients, NODES, 8).await.expect("creating the hollow nodes");
+    for i in 0..PODS {
+        let pods: Api<Pod> = Api::namespaced(clients[i % clients.len()].clone(), "default");
+        create(&pods, bench_pod(&format!("bench-{i}"))).await;
+    }
+
+    let pods: Api<Pod> = Api::namespaced(clients[0].clone(), "default");
+    let placed = wait_until("every pod bound", || async {
+        let list = pods.list(&ListParams::default()).await.ok()?;
+        let nodes: Vec<String> = list.items.into_iter().filter_map(|pod| pod.spec?.node_name).collect();
+        (nodes.len() == PODS).then_some(nodes)
+    })
+    .await;
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for node in placed {
+        *per_node.entry(node).or_default() += 1;
+    }
+    let hollow: Vec<String> = (0..NODES).map(hollow_node_name).collect();
+    assert_eq!(
+        per_node.keys().cloned().collect::<Vec<_>>(),
+        hollow,
+        "every pod on a hollow node, every node used"
+    );
+    let quantity = |text: &str| k8s_openapi::apimachinery::pkg::api::resource::Quantity(text.to_owned());
+    let millis = |text: &str| shoal_scheduler::quantity::millis(&quantity(text)).expect("a quantity");
+    let bytes = |text: &str| shoal_scheduler::quantity::units(&quantity(text)).expect("a quantity");
+    for (node, count) in per_node {
+        let count = i64::try_from(count).expect("a small count");
+        assert!(count <= bytes(NODE_PODS), "{node} holds {count} pods");
+        assert!(count * millis(POD_CPU) <= millis(NODE_CPU), "{node}: {count} pods' CPU");
+        assert!(count * bytes(POD_MEMORY) <= bytes(NODE_MEMORY), "{node}: {count} pods' memory");
+    }
+}

@@ -18,7 +18,7 @@
 //! Memory is read from /proc when the first `--pods-running` pods all run, creation paused: the
 //! agent's own RSS apart from its shims' and their containers', which are separate processes.
 
-mod processes;
+pub(super) mod processes;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -145,7 +145,7 @@ impl CpuUse {
 }
 
 /// A process's own CPU time and that of its reaped children, from /proc/<pid>/stat.
-fn cpu_times(pid: u32) -> Option<(Duration, Duration)> {
+pub(in crate::bench) fn cpu_times(pid: u32) -> Option<(Duration, Duration)> {
     // /proc counts in USER_HZ, which is 100 on every Linux architecture shoal runs on.
     const TICKS_PER_SECOND: u64 = 100;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -165,7 +165,7 @@ fn cpu_times(pid: u32) -> Option<(Duration, Duration)> {
 }
 
 /// The machine's 1-minute load average.
-pub(super) fn load_average() -> f64 {
+pub(in crate::bench) fn load_average() -> f64 {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     text.split_whitespace().next().and_then(|first| first.parse().ok()).unwrap_or(f64::NAN)
 }
