@@ -156,7 +156,10 @@ impl ObjectStore {
         let range_end = shoal_store::request::prefix_end(prefix.as_bytes());
         let (mut start, mut read) = (Bytes::from(prefix.clone()), request.read);
         if let Some(token) = request.continue_token {
-            let token = decode_continue(token)?;
+            // A list across namespaces resumes at `namespace/name`; one in a namespace, or of a
+            // kind without namespaces, at a bare name.
+            let across_namespaces = request.resource.namespaced && request.namespace.is_none();
+            let token = decode_continue(token, usize::from(across_namespaces))?;
             start = Bytes::from(format!("{prefix}{}", token.start));
             read = ReadAt::Exact(token.rv);
         }
@@ -538,11 +541,15 @@ fn encode_continue(token: &ContinueToken) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(token).expect("a continue token serializes"))
 }
 
-fn decode_continue(text: &str) -> Result<ContinueToken, ApiError> {
+/// Reads a token whose resume point has at most `slashes` slashes (and no `..` part).
+fn decode_continue(text: &str, slashes: usize) -> Result<ContinueToken, ApiError> {
     let invalid = || ApiError::bad_request("continue key is not valid: the token is malformed");
     let bytes = URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).map_err(|_| invalid())?;
     let token: ContinueToken = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    if token.rv <= 0 || token.start.contains('/') {
+    if token.rv <= 0
+        || token.start.matches('/').count() > slashes
+        || token.start.split('/').any(|part| part == "..")
+    {
         return Err(invalid());
     }
     Ok(token)
@@ -636,12 +643,17 @@ mod tests {
     #[test]
     fn continue_tokens() {
         let token = encode_continue(&ContinueToken { rv: 42, start: "web-3\0".into() });
-        let decoded = decode_continue(&token).expect("round trip");
+        let decoded = decode_continue(&token, 0).expect("round trip");
         assert_eq!((decoded.rv, decoded.start.as_str()), (42, "web-3\0"));
         for bad in ["", "!!", &URL_SAFE_NO_PAD.encode(br#"{"rv":0,"start":"a"}"#)] {
-            assert!(decode_continue(bad).is_err(), "{bad}");
+            assert!(decode_continue(bad, 0).is_err(), "{bad}");
         }
         let escaping = URL_SAFE_NO_PAD.encode(br#"{"rv":3,"start":"../secrets/x"}"#);
-        assert!(decode_continue(&escaping).is_err());
+        assert!(decode_continue(&escaping, 0).is_err());
+        assert!(decode_continue(&escaping, 1).is_err());
+        // A list across namespaces resumes at `namespace/name`.
+        let across = encode_continue(&ContinueToken { rv: 42, start: "default/web-3\0".into() });
+        assert!(decode_continue(&across, 0).is_err());
+        assert_eq!(decode_continue(&across, 1).expect("one slash").start, "default/web-3\0");
     }
 }
