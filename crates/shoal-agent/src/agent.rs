@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt as _;
-use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client};
-use tokio::sync::watch;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::dns::ReflectedCluster;
@@ -23,6 +23,7 @@ use crate::lease::{self, LeaseTiming};
 use crate::lifecycle::BackoffPolicy;
 use crate::node::{self, Capacity, NodeIdentity, Pressure};
 use crate::pod_worker::{NodeContext, PodWorker};
+use crate::proxy::runtime::ProxyConfig;
 use crate::runtime::Runtime;
 
 /// How often the node's conditions are observed.
@@ -44,6 +45,8 @@ pub struct AgentConfig {
     pub runtime_scheme: &'static str,
     /// The cluster DNS this agent serves; `None` serves none.
     pub cluster_dns: Option<DnsServerConfig>,
+    /// The service proxy's settings; `None` runs no proxy.
+    pub proxy: Option<ProxyConfig>,
 }
 
 /// The port resolvers reach a nameserver on: resolv.conf cannot name another, so pods get the
@@ -53,18 +56,28 @@ const DNS_PORT: u16 = 53;
 /// Runs the agent until the task is dropped.
 pub async fn run<R: Runtime>(config: AgentConfig, client: Client, runtime: Arc<R>) {
     let node_name = config.identity.name.clone();
+    // Notified on every change of the node's Service and EndpointSlice caches.
+    let caches_changed = Arc::new(Notify::new());
     let (services, services_writer) = reflector::store();
     let _stop_services =
-        AbortOnDrop(tokio::spawn(reflect(Api::<Service>::all(client.clone()), services_writer)));
+        AbortOnDrop(tokio::spawn(reflect(Api::all(client.clone()), services_writer, caches_changed.clone())));
     let (endpoint_slices, endpoint_slices_writer) = reflector::store();
-    let _stop_endpoint_slices =
-        AbortOnDrop(tokio::spawn(reflect(Api::<EndpointSlice>::all(client.clone()), endpoint_slices_writer)));
-    let cluster = ReflectedCluster::new(services.clone(), endpoint_slices);
+    let _stop_endpoint_slices = AbortOnDrop(tokio::spawn(reflect(
+        Api::all(client.clone()),
+        endpoint_slices_writer,
+        caches_changed.clone(),
+    )));
+    let cluster = ReflectedCluster::new(services.clone(), endpoint_slices.clone());
     let dns_server = match &config.cluster_dns {
         Some(dns) => serve_dns(dns, cluster).await,
         None => None,
     };
     let pods_dns = dns_server.as_ref().map(|server| server.addr).filter(|addr| addr.port() == DNS_PORT);
+    let _stop_proxy = config.proxy.map(|proxy| {
+        let run =
+            crate::proxy::runtime::run(proxy, services.clone(), endpoint_slices.clone(), caches_changed);
+        AbortOnDrop(tokio::spawn(run))
+    });
     let context = Arc::new(NodeContext {
         runtime: runtime.clone(),
         client: client.clone(),
@@ -76,6 +89,7 @@ pub async fn run<R: Runtime>(config: AgentConfig, client: Client, runtime: Arc<R
         allocatable: config.capacity.resources(),
         services,
         cluster_dns: pods_dns.map(|addr| addr.ip()),
+        endpoint_slices,
     });
     let heartbeat = tokio::spawn(keep_node(config.clone(), client.clone()));
     let _stop_heartbeat = AbortOnDrop(heartbeat);
@@ -104,27 +118,23 @@ async fn serve_dns(
     }
 }
 
-/// Keeps a node-wide cache of every object of a kind up to date: Services (for pods'
-/// service-link variables and DNS), EndpointSlices (for DNS and the proxy).
-async fn reflect<K>(api: Api<K>, writer: Writer<K>)
+/// Keeps one of the node's caches of every object of a kind up to date (Services for pods'
+/// service-link variables and the proxy, EndpointSlices for the proxy), notifying `changed`
+/// after every change.
+async fn reflect<K>(api: Api<K>, writer: Writer<K>, changed: Arc<Notify>)
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let objects = watcher::watcher(api, watcher::Config::default()).default_backoff();
     let stream = reflector::reflector(writer, objects);
     futures::pin_mut!(stream);
     loop {
         match stream.try_next().await {
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => changed.notify_one(),
             Ok(None) => return,
             // The watcher backs off and retries by itself; the cache keeps its last state.
-            Err(error) => tracing::debug!(%error, kind = K::kind(&()).as_ref(), "watching"),
+            Err(error) => tracing::debug!(%error, kind = %K::kind(&Default::default()), "watching"),
         }
     }
 }

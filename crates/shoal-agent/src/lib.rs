@@ -14,6 +14,7 @@ pub mod pod_env;
 pub mod pod_status;
 pub mod pod_worker;
 pub mod probe;
+pub mod proxy;
 pub mod runtime;
 pub mod stats;
 pub mod volumes;

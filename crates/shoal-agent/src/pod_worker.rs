@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, LifecycleHandler, ObjectReference, Pod, PodStatus, Secret, Service,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector;
@@ -63,6 +64,8 @@ pub struct NodeContext<R> {
     pub services: reflector::Store<Service>,
     /// The cluster DNS address pods get as their resolver, when the node serves it on port 53.
     pub cluster_dns: Option<std::net::IpAddr>,
+    /// Every EndpointSlice, as the node's watch last saw them (for the proxy and DNS).
+    pub endpoint_slices: reflector::Store<EndpointSlice>,
 }
 
 /// The owned values [`PodFacts`] borrows.

@@ -14,6 +14,8 @@ use shoal_agent::dns::server::{DnsServerConfig, upstream_from_resolv_conf};
 use shoal_agent::lease::LeaseTiming;
 use shoal_agent::lifecycle::BackoffPolicy;
 use shoal_agent::node::{Capacity, NodeIdentity};
+use shoal_agent::proxy::NodeAddresses;
+use shoal_agent::proxy::runtime::ProxyConfig;
 use shoal_agent::runtime::log_file::LogLimits;
 use shoal_agent::runtime::process::{Ipv4Cidr, ProcessRuntime, ProcessRuntimeConfig};
 
@@ -80,6 +82,13 @@ pub struct AgentArgs {
     /// DNS). Another port serves DNS to clients that name the port, but not to pods.
     #[arg(long, default_value_t = 53)]
     pub dns_port: u16,
+    /// Runs the service proxy: listens on every Service's ClusterIP ports (and NodePorts on
+    /// the node IP) and forwards connections to ready endpoints. `--proxy=false` turns it off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub proxy: bool,
+    /// Runs no service proxy (the same as `--proxy=false`).
+    #[arg(long)]
+    pub no_proxy: bool,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -157,6 +166,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         cluster_dns: Some(DnsServerConfig {
             listen: SocketAddr::new(args.cluster_dns, args.dns_port),
             upstream: host_upstream(args.cluster_dns),
+        }),
+        proxy: (args.proxy && !args.no_proxy).then_some(ProxyConfig {
+            node: NodeAddresses { node_ip: args.node_ip },
+            connections_max: shoal_agent::proxy::runtime::CONNECTIONS_MAX,
         }),
     };
     tracing::info!(node = name, server = args.server, kubelet = %kubelet.addr, "agent running");
