@@ -55,6 +55,8 @@ enum BenchCommand {
     NodeLoss(bench::node_loss::BenchNodeLossArgs),
     /// The scheduler of a 3-server cluster on hollow nodes: pods bound per second, backlog.
     Scheduler(bench::scheduler::BenchSchedulerArgs),
+    /// The service proxy in-process against a direct connection: added latency, throughput.
+    Proxy(bench::proxy::BenchProxyArgs),
 }
 
 #[derive(Subcommand)]
@@ -99,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Bench(BenchCommand::NodeLoss(args)) => bench::node_loss::run(args).await,
             Command::Bench(BenchCommand::Scheduler(args)) => bench::scheduler::run(args).await,
+            Command::Bench(BenchCommand::Proxy(args)) => bench::proxy::run(args).await,
             Command::Lab(LabCommand::FailureDetector(args)) => lab::failure_detector::run(args).await,
             Command::Lab(LabCommand::FailureDetectorSender(args)) => {
                 lab::failure_detector::run_sender(args).await

@@ -9,6 +9,7 @@ pub mod api;
 pub mod controller_failover;
 pub mod etcd;
 pub mod node_loss;
+pub mod proxy;
 pub mod scheduler;
 pub mod workload;
 

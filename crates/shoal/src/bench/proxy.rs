@@ -1,0 +1,188 @@
+//! `shoal bench proxy`: the service proxy's throughput and added latency against a direct
+//! connection to the same backend, in one run.
+//!
+//! No cluster: the bench drives the agent's proxy runtime ([`Proxy`]) in-process with a fixed
+//! table, one listen address (a loopback ClusterIP) routed to one echo server on loopback.
+//! The clients, the proxy and the echo server share this process's tokio runtime, so the
+//! figures are those of a proxy on a machine busy with its own clients. Each workload runs
+//! first directly against the echo server, then through the proxy:
+//! - latency on one kept-open connection: `--message-bytes` out, the same back, sequentially;
+//! - latency of a fresh connection per exchange (connect, one exchange, close), where the
+//!   proxy adds its own connect to the endpoint;
+//! - throughput: `--connections` connections each streaming 64 KiB writes for `--seconds`
+//!   while reading the echo back; bytes echoed per second.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use shoal_agent::proxy::runtime::{CONNECTIONS_MAX, Proxy};
+use shoal_agent::proxy::{Route, ServicePortName};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::workload::Latency;
+
+#[derive(Args, Clone, Debug)]
+pub struct BenchProxyArgs {
+    /// Exchanges of each latency run.
+    #[arg(long, default_value_t = 5000)]
+    pub latency_samples: usize,
+    /// Bytes of one exchange of the latency runs.
+    #[arg(long, default_value_t = 64)]
+    pub message_bytes: usize,
+    /// Connections of the throughput runs.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Length of each throughput run, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+}
+
+/// The loopback ClusterIP the bench's proxy listens on (port chosen free at start).
+const LISTEN_IP: Ipv4Addr = Ipv4Addr::new(127, 96, 255, 254);
+/// The size of one write of the throughput runs.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+pub async fn run(args: BenchProxyArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.message_bytes > 0 && args.connections > 0, "nothing to measure");
+    let backend = echo_server().await?;
+    let listen = {
+        let probe = std::net::TcpListener::bind((LISTEN_IP, 0)).context("finding a free port on loopback")?;
+        probe.local_addr()?
+    };
+    let mut proxy = Proxy::new(CONNECTIONS_MAX);
+    let service = ServicePortName { namespace: "bench".into(), service: "echo".into(), port: String::new() };
+    proxy.apply([(listen, Route { service, endpoints: vec![backend], affinity: None })].into());
+    anyhow::ensure!(!proxy.has_unbound(), "the proxy could not listen on {listen}");
+
+    println!("| workload | direct | through the proxy | difference |");
+    println!("|---|---|---|---|");
+    let (direct, proxied) =
+        (kept_open_latency(backend, &args).await?, kept_open_latency(listen, &args).await?);
+    print_latency("kept-open connection", direct, proxied);
+    let (direct, proxied) =
+        (fresh_connection_latency(backend, &args).await?, fresh_connection_latency(listen, &args).await?);
+    print_latency("new connection per exchange", direct, proxied);
+    let (direct, proxied) = (throughput(backend, &args).await?, throughput(listen, &args).await?);
+    let loss = 100.0 * (1.0 - proxied / direct);
+    println!(
+        "| throughput, {} connections | {direct:.0} MiB/s | {proxied:.0} MiB/s | {loss:+.1} % loss |",
+        args.connections
+    );
+    Ok(())
+}
+
+fn print_latency(name: &str, direct: Latency, proxied: Latency) {
+    let added = |direct: u64, proxied: u64| i128::from(proxied) - i128::from(direct);
+    println!(
+        "| {name}, p50 | {} µs | {} µs | {:+} µs |",
+        direct.p50_us,
+        proxied.p50_us,
+        added(direct.p50_us, proxied.p50_us)
+    );
+    println!(
+        "| {name}, p99 | {} µs | {} µs | {:+} µs |",
+        direct.p99_us,
+        proxied.p99_us,
+        added(direct.p99_us, proxied.p99_us)
+    );
+}
+
+/// A server that echoes every connection until its end of stream.
+async fn echo_server() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.context("binding the echo server")?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let (mut reader, mut writer) = stream.split();
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                let _ = writer.shutdown().await;
+            });
+        }
+    });
+    Ok(address)
+}
+
+async fn connect(address: SocketAddr) -> anyhow::Result<TcpStream> {
+    let stream = TcpStream::connect(address).await.with_context(|| format!("connecting to {address}"))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// One exchange: the message out, the same number of bytes back.
+async fn exchange(stream: &mut TcpStream, message: &mut [u8]) -> anyhow::Result<()> {
+    stream.write_all(message).await?;
+    stream.read_exact(message).await?;
+    Ok(())
+}
+
+async fn kept_open_latency(address: SocketAddr, args: &BenchProxyArgs) -> anyhow::Result<Latency> {
+    let mut stream = connect(address).await?;
+    let mut message = vec![7u8; args.message_bytes];
+    let mut samples = Vec::with_capacity(args.latency_samples);
+    for _ in 0..args.latency_samples {
+        let start = Instant::now();
+        exchange(&mut stream, &mut message).await?;
+        samples.push(start.elapsed());
+    }
+    Ok(Latency::of(samples))
+}
+
+async fn fresh_connection_latency(address: SocketAddr, args: &BenchProxyArgs) -> anyhow::Result<Latency> {
+    let mut message = vec![7u8; args.message_bytes];
+    let mut samples = Vec::with_capacity(args.latency_samples);
+    for _ in 0..args.latency_samples {
+        let start = Instant::now();
+        let mut stream = connect(address).await?;
+        exchange(&mut stream, &mut message).await?;
+        samples.push(start.elapsed());
+    }
+    Ok(Latency::of(samples))
+}
+
+/// MiB per second echoed back over `args.connections` streaming connections.
+async fn throughput(address: SocketAddr, args: &BenchProxyArgs) -> anyhow::Result<f64> {
+    let echoed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = JoinSet::new();
+    for _ in 0..args.connections {
+        let (reader, mut writer) = connect(address).await?.into_split();
+        let stop_writing = stop.clone();
+        tasks.spawn(async move {
+            let chunk = vec![7u8; CHUNK_BYTES];
+            while !stop_writing.load(Ordering::Relaxed) {
+                writer.write_all(&chunk).await?;
+            }
+            writer.shutdown().await
+        });
+        let echoed = echoed.clone();
+        tasks.spawn(async move {
+            let mut reader = reader;
+            let mut buffer = vec![0u8; CHUNK_BYTES];
+            loop {
+                match reader.read(&mut buffer).await? {
+                    0 => return Ok(()),
+                    read => echoed.fetch_add(read as u64, Ordering::Relaxed),
+                };
+            }
+        });
+    }
+    let (start, before) = (Instant::now(), echoed.load(Ordering::Relaxed));
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let bytes = echoed.load(Ordering::Relaxed) - before;
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    while let Some(result) = tasks.join_next().await {
+        result.context("a throughput task")?.context("a throughput connection")?;
+    }
+    Ok(bytes as f64 / elapsed.as_secs_f64() / f64::from(1u32 << 20))
+}
