@@ -202,3 +202,36 @@ async fn an_endpoint_turned_not_ready_gets_no_new_connections_within_a_second() 
         assert_eq!(which(listen).await.as_deref(), Some("one"));
     }
 }
+
+#[tokio::test]
+async fn an_address_in_use_is_bound_once_it_is_free() {
+    // Another program holds the address (without SO_REUSEPORT): the proxy cannot listen, says
+    // so, and binds it on a later try once the address is free.
+    let listen = free_address("127.97.0.5");
+    let squatter = std::net::TcpListener::bind(listen).expect("holding the address");
+    let one = backend("one").await;
+    let mut proxy = Proxy::new(runtime::CONNECTIONS_MAX);
+    proxy.apply(BTreeMap::from([(listen, route(&[one.address]))]));
+    assert!(proxy.has_unbound());
+    assert_eq!(proxy.listening().count(), 0);
+    drop(squatter);
+    proxy.bind_unbound();
+    assert!(!proxy.has_unbound());
+    assert_eq!(which(listen).await.as_deref(), Some("one"));
+}
+
+#[tokio::test]
+async fn agents_on_one_machine_share_a_listen_address() {
+    // Two proxies (two agents) listen on the same address at once; both serve it.
+    let one = backend("one").await;
+    let listen = free_address("127.97.0.6");
+    let mut first = Proxy::new(runtime::CONNECTIONS_MAX);
+    let mut second = Proxy::new(runtime::CONNECTIONS_MAX);
+    first.apply(BTreeMap::from([(listen, route(&[one.address]))]));
+    second.apply(BTreeMap::from([(listen, route(&[one.address]))]));
+    assert!(!first.has_unbound() && !second.has_unbound());
+    for _ in 0..10 {
+        assert_eq!(which(listen).await.as_deref(), Some("one"));
+    }
+    assert_eq!(first.listening().count() + second.listening().count(), 2);
+}

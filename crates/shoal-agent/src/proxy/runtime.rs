@@ -11,7 +11,7 @@
 //! every listener sets SO_REUSEADDR and SO_REUSEPORT, the kernel spreads connections over
 //! them, and as every agent has the same view, any of them routes a connection alike.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -81,6 +81,8 @@ pub struct Proxy {
     listeners: HashMap<SocketAddr, Listener>,
     /// Applied addresses not bound yet (in use by another program, say), with their routes.
     unbound: BTreeMap<SocketAddr, Route>,
+    /// Unbound addresses whose failure was logged as a warning already: retries log quietly.
+    warned: BTreeSet<SocketAddr>,
     connections: Arc<Semaphore>,
 }
 
@@ -101,6 +103,7 @@ impl Proxy {
             applied: BTreeMap::new(),
             listeners: HashMap::new(),
             unbound: BTreeMap::new(),
+            warned: BTreeSet::new(),
             connections: Arc::new(Semaphore::new(connections_max)),
         }
     }
@@ -111,6 +114,7 @@ impl Proxy {
         for address in &changes.close {
             self.listeners.remove(address);
             self.unbound.remove(address);
+            self.warned.remove(address);
             tracing::debug!(%address, "proxy stopped listening");
         }
         for (address, route) in changes.update {
@@ -147,10 +151,15 @@ impl Proxy {
                     let (sender, receiver) = watch::channel(Arc::new(route));
                     let task = tokio::spawn(serve(listener, receiver, self.connections.clone()));
                     self.listeners.insert(address, Listener { route: sender, task });
+                    self.warned.remove(&address);
                     tracing::debug!(%address, "proxy listening");
                 }
                 Err(error) => {
-                    tracing::warn!(%address, %error, "the proxy cannot listen on a service address; retrying later");
+                    if self.warned.insert(address) {
+                        tracing::warn!(%address, %error, "the proxy cannot listen on a service address; retrying");
+                    } else {
+                        tracing::debug!(%address, %error, "the proxy still cannot listen on a service address");
+                    }
                     self.unbound.insert(address, route);
                 }
             }
@@ -172,7 +181,6 @@ fn bind(address: SocketAddr) -> io::Result<TcpListener> {
 async fn serve(listener: TcpListener, route: watch::Receiver<Arc<Route>>, connections: Arc<Semaphore>) {
     let balancer = Arc::new(Mutex::new(Balancer::default()));
     loop {
-        let permit = connections.clone().acquire_owned().await.expect("the semaphore is never closed");
         let (client, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -181,6 +189,9 @@ async fn serve(listener: TcpListener, route: watch::Receiver<Arc<Route>>, connec
                 continue;
             }
         };
+        // Taken after the accept, so that idle listeners hold none; while none is left this
+        // listener accepts no more, and new clients wait in its backlog.
+        let permit = connections.clone().acquire_owned().await.expect("the semaphore is never closed");
         let route = route.borrow().clone();
         let balancer = balancer.clone();
         tokio::spawn(async move {
