@@ -18,8 +18,6 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Api;
 use kube::api::{AttachParams, DeleteParams, PostParams};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 
 /// How long one request through the proxy may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,21 +55,7 @@ fn web_pod(name: &str, node: &str, python: &str) -> Pod {
 
 /// Asks `address` for `/whoami` over a fresh connection: the name of the pod that answered.
 async fn whoami(address: SocketAddr) -> Result<String, String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(address).await.map_err(|error| format!("connect: {error}"))?;
-        stream
-            .write_all(b"GET /whoami HTTP/1.0\r\nHost: web\r\n\r\n")
-            .await
-            .map_err(|error| format!("write: {error}"))?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.map_err(|error| format!("read: {error}"))?;
-        let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("no body: {response:?}"))?;
-        if !head.starts_with("HTTP/1.0 200") {
-            return Err(format!("status: {head:?}"));
-        }
-        Ok(body.trim().to_owned())
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.unwrap_or_else(|_| Err("timed out".to_owned()))
+    common::http_get(address, "/whoami", REQUEST_TIMEOUT).await
 }
 
 /// How many of `count` requests each pod answered; panics on a failed request.

@@ -231,3 +231,102 @@ async fn pods_resolve_services_through_their_resolv_conf() {
     assert!(log.contains(&format!("nameserver {dns_ip}")), "{log}");
     assert!(log.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{log}");
 }
+
+/// Clients of the two-tier app's load, each sending one request at a time: at most this many
+/// requests are in flight when a backend pod dies.
+const CLIENTS: usize = 4;
+/// How long the load runs; a backend pod is deleted a third of the way in.
+const LOAD: std::time::Duration = std::time::Duration::from_secs(9);
+/// How long one request through the frontend may take.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+// The README's two-tier app (examples/two-tier.yaml), applied with the real kubectl on two
+// nodes: the frontend's pods reach the backend by the Service's short DNS name, through their
+// resolv.conf, the cluster DNS and a node's proxy. Under a load of requests on the frontend's
+// ClusterIP, deleting a backend pod fails at most the requests then in flight, and the app
+// goes on answering from the other backend pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_tier_app_keeps_serving_while_a_backend_pod_dies() {
+    let test = "a_two_tier_app_keeps_serving_while_a_backend_pod_dies";
+    if root_or_skip(test).is_none()
+        || common::tool_or_skip("python3", "apt-get install python3", test).is_none()
+    {
+        return;
+    }
+    let Some(kubectl) = common::tool_or_skip("kubectl", "https://kubernetes.io/docs/tasks/tools/", test)
+    else {
+        return;
+    };
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    // The agents serve DNS on port 53 of the cluster's own DNS address, as root.
+    let mut cluster = common::start_cluster(3, &[]).await;
+    cluster.start_agent("a1", 0, &[]).await.expect("starting agent a1");
+    cluster.start_agent("a2", 1, &[]).await.expect("starting agent a2");
+    let client = cluster.admin_client(2).await.expect("admin client");
+    common::wait_node_ready(&client, "a1").await;
+    common::wait_node_ready(&client, "a2").await;
+
+    let kubectl = common::Kubectl::new(&kubectl, &cluster);
+    let manifest = include_str!("../../../examples/two-tier.yaml");
+    kubectl.ok(&["apply", "-f", "-"], Some(manifest)).await;
+    for deployment in ["deployment/backend", "deployment/frontend"] {
+        kubectl.ok(&["rollout", "status", deployment, "--timeout=120s"], None).await;
+    }
+    let ip = kubectl.ok(&["get", "service", "frontend", "-o", "jsonpath={.spec.clusterIP}"], None).await;
+    let frontend = SocketAddr::new(ip.trim().parse().expect("a ClusterIP"), 8080);
+    let first = wait_until("the frontend to answer from the backend", || async {
+        common::http_get(frontend, "/", REQUEST_TIMEOUT)
+            .await
+            .ok()
+            .filter(|body| body.contains("served by backend-"))
+    })
+    .await;
+    eprintln!("the frontend answers: {first}");
+
+    let started = tokio::time::Instant::now();
+    let loads: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                while started.elapsed() < LOAD {
+                    let outcome = common::http_get(frontend, "/", REQUEST_TIMEOUT).await;
+                    outcomes.push((started.elapsed(), outcome));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    tokio::time::sleep(LOAD / 3).await;
+    let victim = kubectl
+        .ok(&["get", "pods", "-l", "app=backend", "-o", "jsonpath={.items[0].metadata.name}"], None)
+        .await;
+    let deleted_at = started.elapsed();
+    kubectl.ok(&["delete", "pod", victim.trim(), "--wait=false"], None).await;
+    let mut outcomes = Vec::new();
+    for load in loads {
+        outcomes.extend(load.await.expect("a load task"));
+    }
+    let failures: Vec<_> = outcomes.iter().filter(|(_, outcome)| outcome.is_err()).collect();
+    let served_after = outcomes
+        .iter()
+        .filter(|(at, outcome)| {
+            *at > deleted_at && outcome.as_ref().is_ok_and(|body| body.contains("served by backend-"))
+        })
+        .count();
+    eprintln!(
+        "{} requests, {} failed ({failures:?}), {served_after} answered after {victim} was deleted",
+        outcomes.len(),
+        failures.len()
+    );
+    assert!(failures.len() <= CLIENTS, "more failures than requests in flight: {failures:?}");
+    assert!(served_after > 0, "the app stopped answering when {victim} was deleted");
+    // Endpoints follow a pod's deletion within a second; three leave room for a busy machine.
+    let from_victim_later: Vec<_> = outcomes
+        .iter()
+        .filter(|(at, outcome)| {
+            *at > deleted_at + std::time::Duration::from_secs(3)
+                && outcome.as_ref().is_ok_and(|body| body.contains(victim.trim()))
+        })
+        .collect();
+    assert!(from_victim_later.is_empty(), "the deleted {victim} still served: {from_victim_later:?}");
+}

@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,12 +20,9 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
-use tempfile::TempDir;
 
 /// How long any one expected state may take to appear on a busy 2-core machine.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long one kubectl command may run (`rollout status` waits for a whole rollout).
-const KUBECTL_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// One cluster of this suite at a time, as in the agent suite.
 static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -82,7 +78,7 @@ async fn deployment_rollouts_with_kubectl() {
     cluster.start_agent("a1", 0, &[]).await.expect("starting the agent");
     let client = cluster.admin_client(0).await.expect("admin client");
     wait_node_ready(&client, "a1").await;
-    let kubectl = Kubectl::new(&exe, &cluster);
+    let kubectl = common::Kubectl::new(&exe, &cluster);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -413,49 +409,4 @@ where
     Fut: std::future::Future<Output = Option<T>>,
 {
     common::wait_until_within(what, SETTLE_TIMEOUT, check).await
-}
-
-/// kubectl with the cluster's admin kubeconfig and a discovery cache of its own.
-struct Kubectl {
-    exe: PathBuf,
-    home: TempDir,
-}
-
-impl Kubectl {
-    fn new(exe: &Path, cluster: &shoal::local_cluster::LocalCluster) -> Self {
-        let home =
-            tempfile::Builder::new().prefix("shoal-kubectl-").tempdir().expect("a temporary directory");
-        let written = cluster.write_kubeconfig(0).expect("writing the admin's kubeconfig");
-        std::fs::copy(written, home.path().join("kubeconfig")).expect("copying the kubeconfig");
-        Self { exe: exe.to_owned(), home }
-    }
-
-    /// The standard output of a run that must succeed, with `stdin` as its input.
-    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        use tokio::io::AsyncWriteExt as _;
-        let kubeconfig = self.home.path().join("kubeconfig");
-        let mut child = tokio::process::Command::new(&self.exe)
-            .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .arg(format!("--cache-dir={}", self.home.path().join("cache").display()))
-            .args(args)
-            .env("KUBECONFIG", &kubeconfig)
-            .stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting kubectl");
-        if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("piped stdin");
-            pipe.write_all(input.as_bytes()).await.expect("writing kubectl's input");
-        }
-        let output = tokio::time::timeout(KUBECTL_TIMEOUT, child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("kubectl {args:?} still runs after {KUBECTL_TIMEOUT:?}"))
-            .expect("waiting for kubectl");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "kubectl {args:?} failed: {stderr}\n{stdout}");
-        stdout
-    }
 }

@@ -107,6 +107,20 @@ pub async fn environment_and_working_dir<R: Runtime>(runtime: &R) {
     assert_eq!(exit.exit_code, 0, "the agent's environment leaked into the container");
     assert_eq!(log_text(runtime, &sandbox, "main"), "hello there work\n");
     runtime.remove_container(&id).await.expect("removes");
+
+    // A working directory that is a volume's mount path is the volume, files and all.
+    let volume = std::env::temp_dir().join(format!("shoal-conformance-volume-{}", std::process::id()));
+    std::fs::create_dir_all(&volume).expect("creating the volume's directory");
+    std::fs::write(volume.join("code.txt"), "from the volume\n").expect("writing into the volume");
+    let mut config = shell("in-volume", "cat code.txt");
+    config.working_dir = Some("/code".into());
+    config.mounts =
+        vec![super::Mount { host_path: volume.clone(), container_path: "/code".into(), read_only: false }];
+    let id = runtime.start_container(&sandbox, &config).await.expect("starts in its volume");
+    assert_eq!(wait(runtime, &id).await.exit_code, 0);
+    assert_eq!(log_text(runtime, &sandbox, "in-volume"), "from the volume\n");
+    runtime.remove_container(&id).await.expect("removes");
+    let _ = std::fs::remove_dir_all(&volume);
     runtime.remove_sandbox(&sandbox.config.pod_uid).await.expect("removes the sandbox");
 }
 

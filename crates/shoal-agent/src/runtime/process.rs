@@ -378,34 +378,15 @@ impl Runtime for ProcessRuntime {
             return Err(RuntimeError::InvalidContainer { message: format!("container {id} already exists") });
         }
         let _starting = Starting::new(&self.starting, &id);
-        let root = dir.join("root");
-        create_dir(&root)?;
-        let working_dir = match &config.working_dir {
-            Some(path) => root.join(path.trim_start_matches('/')),
-            None => root.clone(),
+        let started = match self.prepare_container(sandbox, config, argv, &dir) {
+            Ok(()) => self.spawn_shim(&id, &dir).await,
+            Err(error) => Err(error),
         };
-        create_dir(&working_dir)?;
-        for mount in &config.mounts {
-            let link = root.join(mount.container_path.trim_start_matches('/'));
-            if let Some(parent) = link.parent() {
-                create_dir(parent)?;
-            }
-            std::os::unix::fs::symlink(&mount.host_path, &link).map_err(|source| RuntimeError::Io {
-                action: "linking a volume at",
-                path: link.clone(),
-                source,
-            })?;
+        if let Err(error) = started {
+            // Nothing runs from it: clear it, so that the next attempt is not "already exists".
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(error);
         }
-        let spec = ShimSpec {
-            argv,
-            env: container_env(config, &root),
-            working_dir,
-            log_path: self.log_path(&sandbox.config, &config.name, config.attempt),
-            log_limits: self.config.log_limits,
-            resolv_conf: Some(sandbox.dir.join(RESOLV_CONF)).filter(|path| path.is_file()),
-        };
-        write_json(&dir.join("spec.json"), &spec)?;
-        self.spawn_shim(&id, &dir).await?;
         Ok(id)
     }
 
@@ -627,6 +608,46 @@ impl ProcessRuntime {
     }
 
     /// Starts the container's shim and waits until it reports the container started (or not).
+    /// Lays out a new container's directory: its root, the volumes linked where they are
+    /// mounted, its working directory, and the shim's spec.
+    fn prepare_container(
+        &self,
+        sandbox: &Sandbox,
+        config: &ContainerConfig,
+        argv: Vec<String>,
+        dir: &Path,
+    ) -> Result<(), RuntimeError> {
+        let root = dir.join("root");
+        create_dir(&root)?;
+        // Volumes first: a working directory inside a volume, or equal to one, is then the
+        // volume's directory rather than an empty one in its way.
+        for mount in &config.mounts {
+            let link = root.join(mount.container_path.trim_start_matches('/'));
+            if let Some(parent) = link.parent() {
+                create_dir(parent)?;
+            }
+            std::os::unix::fs::symlink(&mount.host_path, &link).map_err(|source| RuntimeError::Io {
+                action: "linking a volume at",
+                path: link.clone(),
+                source,
+            })?;
+        }
+        let working_dir = match &config.working_dir {
+            Some(path) => root.join(path.trim_start_matches('/')),
+            None => root.clone(),
+        };
+        create_dir(&working_dir)?;
+        let spec = ShimSpec {
+            argv,
+            env: container_env(config, &root),
+            working_dir,
+            log_path: self.log_path(&sandbox.config, &config.name, config.attempt),
+            log_limits: self.config.log_limits,
+            resolv_conf: Some(sandbox.dir.join(RESOLV_CONF)).filter(|path| path.is_file()),
+        };
+        write_json(&dir.join("spec.json"), &spec)
+    }
+
     async fn spawn_shim(&self, id: &ContainerId, dir: &Path) -> Result<(), RuntimeError> {
         let shim_log = std::fs::File::create(dir.join("shim.log")).map_err(|source| RuntimeError::Io {
             action: "creating",

@@ -4,7 +4,7 @@
 #![allow(dead_code, reason = "each suite uses a part of it")]
 
 use std::ops::{Deref, DerefMut};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use shoal::local_cluster::{LocalCluster, LocalClusterConfig};
@@ -126,4 +126,76 @@ pub async fn wait_node_ready(client: &kube::Client, name: &str) {
         (ready.status == "True").then_some(())
     })
     .await;
+}
+
+/// How long one kubectl command may run (`rollout status` waits for a whole rollout).
+const KUBECTL_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// kubectl with the cluster's admin kubeconfig and a discovery cache of its own.
+pub struct Kubectl {
+    exe: PathBuf,
+    home: TempDir,
+}
+
+impl Kubectl {
+    pub fn new(exe: &Path, cluster: &shoal::local_cluster::LocalCluster) -> Self {
+        let home =
+            tempfile::Builder::new().prefix("shoal-kubectl-").tempdir().expect("a temporary directory");
+        let written = cluster.write_kubeconfig(0).expect("writing the admin's kubeconfig");
+        std::fs::copy(written, home.path().join("kubeconfig")).expect("copying the kubeconfig");
+        Self { exe: exe.to_owned(), home }
+    }
+
+    /// The standard output of a run that must succeed, with `stdin` as its input.
+    pub async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        use tokio::io::AsyncWriteExt as _;
+        let kubeconfig = self.home.path().join("kubeconfig");
+        let mut child = tokio::process::Command::new(&self.exe)
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg(format!("--cache-dir={}", self.home.path().join("cache").display()))
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting kubectl");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("piped stdin");
+            pipe.write_all(input.as_bytes()).await.expect("writing kubectl's input");
+        }
+        let output = tokio::time::timeout(KUBECTL_TIMEOUT, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("kubectl {args:?} still runs after {KUBECTL_TIMEOUT:?}"))
+            .expect("waiting for kubectl");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "kubectl {args:?} failed: {stderr}\n{stdout}");
+        stdout
+    }
+}
+
+/// The body of `GET <path>` to `address` over a fresh HTTP/1.0 connection, or a sentence saying
+/// how it failed (a status other than 200 included), within `timeout`.
+pub async fn http_get(
+    address: std::net::SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let exchange = async {
+        let mut stream =
+            tokio::net::TcpStream::connect(address).await.map_err(|error| format!("connect: {error}"))?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.map_err(|error| format!("write: {error}"))?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.map_err(|error| format!("read: {error}"))?;
+        let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("no body: {response:?}"))?;
+        if !head.starts_with("HTTP/1.0 200") {
+            return Err(format!("status: {head:?} {body:?}"));
+        }
+        Ok(body.trim().to_owned())
+    };
+    tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| Err("timed out".to_owned()))
 }
