@@ -19,13 +19,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "shoal-chaos",
         ],
     ),
-    ("shoal-controllers", &[]),
-    ("shoal-scheduler", &[]),
-    ("shoal-agent", &["shoal-pki"]),
-    ("shoal-apiserver", &["shoal-store", "shoal-pki"]),
+    ("shoal-controllers", &["shoal-quantity"]),
+    ("shoal-scheduler", &["shoal-quantity"]),
+    ("shoal-agent", &["shoal-pki", "shoal-quantity"]),
+    ("shoal-apiserver", &["shoal-store", "shoal-pki", "shoal-quantity"]),
     ("shoal-store", &["shoal-chaos"]),
     ("shoal-chaos", &[]),
     ("shoal-pki", &[]),
+    ("shoal-quantity", &[]),
     ("shoal-sim", &["shoal-store", "shoal-chaos"]),
 ];
 
