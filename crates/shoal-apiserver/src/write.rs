@@ -18,9 +18,10 @@ use crate::meta;
 use crate::objects::{ReadAt, Stored, not_found};
 use crate::resource::{self, ResourceType};
 
-/// How often a patch, a status change or a delete is retried after losing a race with another
-/// writer.
-const PATCH_ATTEMPTS_MAX: usize = 5;
+/// How often a patch, a status change or a delete is tried when it keeps losing races with
+/// other writers: each round lets at least one writer through, so this many writers at once
+/// to one object all get theirs applied.
+const PATCH_ATTEMPTS_MAX: usize = 16;
 /// The grace period of a pod deleted without one.
 const POD_GRACE_PERIOD_SECONDS_DEFAULT: i64 = 30;
 
@@ -76,13 +77,21 @@ pub async fn update(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     check_name(&object, name)?;
     let validation = FieldValidation::from_call(call)?;
     let object = admit::normalize(resource, object, validation, &mut warnings)?;
-    let current = read_current(api, resource, target.namespace, name).await?;
-    let precondition = meta::metadata_str(&object, "resourceVersion");
-    if !precondition.is_empty() && precondition != current.revision.to_string() {
-        return Err(crate::objects::conflict(resource, name));
+    let precondition = meta::metadata_str(&object, "resourceVersion").to_owned();
+    for _ in 0..PATCH_ATTEMPTS_MAX {
+        let current = read_current(api, resource, target.namespace, name).await?;
+        if !precondition.is_empty() && precondition != current.revision.to_string() {
+            return Err(crate::objects::conflict(resource, name));
+        }
+        // An update without a resourceVersion is unconditional, as in Kubernetes: it is
+        // written over whatever another writer saved in between.
+        match save(api, call, current, object.clone(), Ownership::Update).await {
+            Err(ApiError::Conflict { .. }) => continue,
+            Ok(stored) => return Ok(with_warnings(Reply::ok(stored.object), warnings)),
+            Err(error) => return Err(error),
+        }
     }
-    let stored = save(api, call, current, object, Ownership::Update).await?;
-    Ok(with_warnings(Reply::ok(stored.object), warnings))
+    Err(crate::objects::conflict(resource, name))
 }
 
 pub async fn patch(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -115,8 +124,10 @@ pub async fn patch(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
         admit::check_type(resource, &mut patched)?;
         admit::check_namespace(resource, &mut patched, target.namespace)?;
         let patched = admit::normalize(resource, patched, validation, &mut warnings)?;
+        // The next round reads the object again and re-checks a precondition the patch named,
+        // so only a patch without one is applied again, to the newer object, as in Kubernetes.
         match save(api, call, current, patched, ownership).await {
-            Err(ApiError::Conflict { .. }) if precondition.is_empty() => continue,
+            Err(ApiError::Conflict { .. }) => continue,
             Ok(stored) => return Ok(with_warnings(Reply::ok(stored.object), warnings)),
             Err(error) => return Err(error),
         }
@@ -696,7 +707,8 @@ async fn change_scale(
         object["spec"]["replicas"] = json!(replicas);
         match save_scaled(api, call, current, object).await {
             Ok(stored) => return Ok(Reply::ok(scale_of(&stored.object))),
-            Err(ApiError::Conflict { .. }) if precondition.is_empty() => continue,
+            // As in `patch`: the next round re-checks a precondition the Scale named.
+            Err(ApiError::Conflict { .. }) => continue,
             Err(error) => return Err(error),
         }
     }
