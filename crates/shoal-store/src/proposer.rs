@@ -20,8 +20,10 @@ use crate::raft::{MemberId, Raft};
 pub const MAX_QUEUED_WRITES: usize = 8_192;
 /// Commands one entry carries at most.
 pub const MAX_BATCH_COMMANDS: usize = 1_024;
-/// Bytes of commands one entry carries at most (a single larger command goes alone).
-pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes of commands one entry carries at most (a single larger command goes alone). An entry
+/// must reach a follower and be fsynced there within openraft's AppendEntries timeout (the
+/// 40 ms heartbeat interval) on a busy machine: half a MiB is some 300 pods.
+pub const MAX_BATCH_BYTES: usize = 512 * 1024;
 /// Batches proposed and not yet applied. Two let one batch gather while another is fsynced.
 pub const MAX_BATCHES_IN_FLIGHT: usize = 2;
 

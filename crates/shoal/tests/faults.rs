@@ -116,6 +116,36 @@ async fn killed_member_restarts_and_catches_up() {
     cluster.wait_ready().await.expect("all three agree on the leader again");
 }
 
+// SIGKILLs a follower, writes 48 values of 1 MiB (8 at a time, so the leader batches them)
+// that it misses, restarts it and waits until it has applied them all. The backlog, 48 MiB,
+// is far more than one AppendEntries can carry within openraft's 40 ms timeout: sent whole
+// and resent whole after every timeout, it never arrived, and a cluster whose two followers
+// fell behind like this under a write flood stopped committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_follower_catches_up_on_a_backlog_of_large_writes() {
+    const VALUES: usize = 48;
+    const AT_ONCE: usize = 8;
+    let mut cluster = start_cluster(3, &[]).await;
+    let leader = cluster.wait_ready().await.expect("a leader");
+    let follower = (leader + 1) % 3;
+    cluster.kill(follower).await.expect("killing a follower");
+    let value = "v".repeat(1024 * 1024);
+    let mut latest = 0;
+    for round in 0..VALUES / AT_ONCE {
+        let puts = (0..AT_ONCE).map(|n| {
+            let key = format!("backlog/{round}-{n}");
+            let (cluster, value) = (&cluster, &value);
+            async move { put_anywhere(cluster, &key, value).await }
+        });
+        latest = latest.max(futures::future::join_all(puts).await.into_iter().max().unwrap_or(0));
+    }
+
+    cluster.restart(follower).await.expect("restarting the follower");
+    cluster.wait_caught_up(follower, latest).await.expect("the restarted follower catches up");
+    let found = count_prefix(&mut kv_client(&cluster, follower), "backlog/").await.expect("counting");
+    assert_eq!(found, VALUES as i64, "values on the restarted follower");
+}
+
 // SIGSTOPs the leader: the other two elect a new one and acknowledge a write. SIGCONT lets
 // the old leader run again, still believing it leads; it must learn the new term, follow,
 // and show the write made while it was frozen.

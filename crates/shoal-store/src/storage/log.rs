@@ -41,12 +41,26 @@ impl LogStore {
     }
 }
 
+/// The most bytes of log entries one AppendEntries carries (at least one entry goes, however
+/// large). openraft 0.9 gives an AppendEntries only the heartbeat interval (40 ms) to be sent,
+/// stored and fsynced by the follower; a backlog sent whole (up to 300 entries of up to
+/// `proposer::MAX_BATCH_BYTES` each) cannot make it on a busy machine, and since every retry
+/// resends the same backlog, the follower would never catch up: with both followers behind,
+/// the cluster stops committing.
+pub const REPLICATION_PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
+
 impl RaftLogReader<TypeConfig> for LogReader {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        read_entries(self.db.clone(), range).await
+        read_entries(self.db.clone(), range, usize::MAX).await
+    }
+
+    /// Replication's read: the entries from `start` up to `end` that fit in
+    /// [`REPLICATION_PAYLOAD_BYTES_MAX`]; openraft sends the rest in the next round.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        read_entries(self.db.clone(), start..end, REPLICATION_PAYLOAD_BYTES_MAX).await
     }
 }
 
@@ -55,7 +69,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        read_entries(self.db.clone(), range).await
+        read_entries(self.db.clone(), range, usize::MAX).await
     }
 }
 
@@ -199,27 +213,41 @@ fn write(
     Ok(())
 }
 
-async fn read_entries<RB: RangeBounds<u64>>(db: Arc<Db>, range: RB) -> Result<Vec<Entry>, StorageError> {
+/// The entries in `range`, in order, stopping before the one that would take the encoded
+/// total past `bytes_max` (the first entry always comes, however large).
+async fn read_entries<RB: RangeBounds<u64>>(
+    db: Arc<Db>,
+    range: RB,
+    bytes_max: usize,
+) -> Result<Vec<Entry>, StorageError> {
     // The range moves to another thread, so it is copied into owned bounds.
     let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
-    run_blocking(db.blocking, move || read_entries_blocking(&db, bounds))
+    run_blocking(db.blocking, move || read_entries_blocking(&db, bounds, bytes_max))
         .await
         .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Read))
 }
 
-fn read_entries_blocking(db: &Db, bounds: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, DbError> {
+fn read_entries_blocking(
+    db: &Db,
+    bounds: (Bound<u64>, Bound<u64>),
+    bytes_max: usize,
+) -> Result<Vec<Entry>, DbError> {
     if is_empty(bounds) {
         return Ok(Vec::new());
     }
     let txn = db.database.begin_read()?;
     let log = txn.open_table(LOG)?;
-    let entries = log
-        .range::<u64>(bounds)?
-        .map(|item| {
-            let (_, value) = item?;
-            Ok(postcard::from_bytes(value.value())?)
-        })
-        .collect::<Result<Vec<Entry>, DbError>>()?;
+    let mut entries = Vec::new();
+    let mut bytes = 0usize;
+    for item in log.range::<u64>(bounds)? {
+        let (_, value) = item?;
+        let encoded = value.value();
+        bytes = bytes.saturating_add(encoded.len());
+        if bytes > bytes_max && !entries.is_empty() {
+            break;
+        }
+        entries.push(postcard::from_bytes(encoded)?);
+    }
     Ok(entries)
 }
 
