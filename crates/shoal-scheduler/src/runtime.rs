@@ -405,7 +405,7 @@ impl Scheduler<'_> {
         let request = api.create_subresource::<_, serde_json::Value>("binding", &name, &params, &binding);
         let failure = match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
             Ok(Ok(_)) => {
-                tracing::info!(pod = %format!("{namespace}/{name}"), node, "scheduler bound a pod");
+                tracing::debug!(pod = %format!("{namespace}/{name}"), node, "scheduler bound a pod");
                 self.shared.state().queue.forget(&(namespace.clone(), name.clone()));
                 let message = format!("Successfully assigned {namespace}/{name} to {node}");
                 self.record(pod, "Normal", "Scheduled", message);
