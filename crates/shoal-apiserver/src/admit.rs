@@ -181,7 +181,7 @@ pub fn finish_create(resource: &ResourceType, object: &mut Value) {
 /// pod gets at create. Kubernetes waits 300 s; shoal, which finds dead nodes in seconds, wants
 /// their pods running elsewhere in seconds too. `shoal server --default-toleration-seconds`
 /// sets it.
-pub const DEFAULT_TOLERATION_SECONDS: i64 = 5;
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 1;
 
 /// The taints the default tolerations are for.
 const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";

@@ -8,7 +8,7 @@
 //! ([`NodeLifecycle::observe_lease`]) and, every pass, the Nodes and Pods of its caches
 //! ([`NodeLifecycle::pass`]), and carries out the [`Plan`] it gets back.
 //!
-//! **Heartbeats.** An agent renews its Lease in `kube-node-lease` every second. Each observed
+//! **Heartbeats.** An agent renews its Lease in `kube-node-lease` twice a second. Each observed
 //! change of `spec.renewTime` is one heartbeat, timed by the controller's own monotonic clock
 //! when it saw the change: the renew time itself comes from another machine's clock and is
 //! only compared for equality. Each node has its own [`Detector`]. A renewal after a silence

@@ -11,15 +11,19 @@ use anyhow::Context;
 use clap::Args;
 use shoal_agent::agent::AgentConfig;
 use shoal_agent::dns::server::{DnsServerConfig, upstream_from_resolv_conf};
-use shoal_agent::lease::LeaseTiming;
+use shoal_agent::lease::{LeaseTiming, RENEW_INTERVAL_DEFAULT};
 use shoal_agent::lifecycle::BackoffPolicy;
 use shoal_agent::node::{Capacity, NodeIdentity};
 use shoal_agent::proxy::NodeAddresses;
 use shoal_agent::proxy::runtime::ProxyConfig;
 use shoal_agent::runtime::log_file::LogLimits;
 use shoal_agent::runtime::process::{Ipv4Cidr, ProcessRuntime, ProcessRuntimeConfig};
+use shoal_controllers::failure_detector::AGENT_HEARTBEAT_INTERVAL;
 
 use crate::join::{self, CaTrust};
+
+// The control plane's failure detector is tuned for the interval agents renew at by default.
+const _: () = assert!(RENEW_INTERVAL_DEFAULT.as_millis() == AGENT_HEARTBEAT_INTERVAL.as_millis());
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -60,7 +64,7 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = shoal_agent::node::PODS_MAX_DEFAULT)]
     pub max_pods: u32,
     /// How often the node's Lease is renewed, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = RENEW_INTERVAL_DEFAULT.as_millis() as u64)]
     pub lease_renew_interval_ms: u64,
     /// How long one renewal vouches for the node, in seconds.
     #[arg(long, default_value_t = 10)]

@@ -142,7 +142,7 @@ pub async fn run(args: BenchNodeLossArgs) -> anyhow::Result<()> {
         "{} agents (lease renewals every {} ms), a Deployment of {} replicas, default toleration {} s; \
          {} runs, node lost by {:?}.",
         args.agents,
-        args.lease_renew_interval_ms.unwrap_or(1000),
+        args.lease_renew_interval_ms.unwrap_or(shoal_agent::lease::RENEW_INTERVAL_DEFAULT.as_millis() as u64),
         args.replicas,
         args.default_toleration_seconds.unwrap_or(shoal_apiserver::admit::DEFAULT_TOLERATION_SECONDS),
         args.runs,
