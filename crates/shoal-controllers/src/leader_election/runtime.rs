@@ -37,14 +37,14 @@ where
             lease: elector.config.lease_name.clone(),
             holder: format!("{identity}_{}", uuid::Uuid::new_v4().simple()),
         };
-        let renewed_at = elector.campaign(&term.holder).await;
+        let (renewed_at, written) = elector.campaign(&term.holder).await;
         tracing::info!(lease = %term.lease, holder = %term.holder, "leading");
         tokio::select! {
             () = work(term.clone()) => {
                 tracing::warn!(lease = %term.lease, "the leader's work ended; giving the lease up");
                 elector.release(&term.holder).await;
             }
-            () = elector.keep(&term.holder, renewed_at) => {
+            () = elector.keep(&term.holder, renewed_at, written) => {
                 tracing::warn!(lease = %term.lease, holder = %term.holder, "no longer leading");
             }
         }
@@ -80,8 +80,9 @@ impl Elector {
         }
     }
 
-    /// Waits until it holds the Lease as `holder`; returns when the acquiring write was sent.
-    async fn campaign(&self, holder: &str) -> Duration {
+    /// Waits until it holds the Lease as `holder`; returns when the acquiring write was sent,
+    /// and the Lease as written.
+    async fn campaign(&self, holder: &str) -> (Duration, Lease) {
         let mut seen: Option<Seen> = None;
         let mut changed_at = self.now();
         let mut ticks = tokio::time::interval(self.config.retry_period);
@@ -99,32 +100,48 @@ impl Elector {
                 continue;
             }
             let sent_at = self.now();
-            if self.write(lease, holder, true).await {
-                return sent_at;
+            if let Some(written) = self.write(lease, holder, true).await {
+                return (sent_at, written);
             }
         }
     }
 
     /// Renews the Lease as `holder` until a renewal fails for longer than the renew deadline
     /// or the Lease names someone else; then returns.
-    async fn keep(&self, holder: &str, mut renewed_at: Duration) {
+    ///
+    /// A renewal is one conditional write over the Lease as this leader last wrote it: no read
+    /// first, which under a flood of writes would wait for this member to apply everything
+    /// before it (a linearizable read) and leave the write less of the renew deadline. Only
+    /// after a failed write (409: someone else wrote; or no verdict) is the Lease read again.
+    async fn keep(&self, holder: &str, mut renewed_at: Duration, written: Lease) {
         let mut ticks = tokio::time::interval(self.config.retry_period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await; // the first tick is immediate; the Lease was just written
+        let mut last_written = Some(written);
         loop {
             let deadline = self.epoch + renewed_at + self.config.renew_deadline;
             let renewal = async {
                 ticks.tick().await;
                 let sent_at = self.now();
-                let Ok(lease) = self.read().await else { return Renewal::Failed };
-                let Some(lease) = lease else { return Renewal::Lost };
-                if lease.spec.as_ref().and_then(|spec| spec.holder_identity.as_deref()) != Some(holder) {
-                    return Renewal::Lost;
-                }
-                if self.write(Some(lease), holder, false).await {
-                    Renewal::Renewed(sent_at)
-                } else {
-                    Renewal::Failed
+                let lease = match last_written.take() {
+                    Some(lease) => lease,
+                    None => {
+                        let Ok(lease) = self.read().await else { return Renewal::Failed };
+                        let Some(lease) = lease else { return Renewal::Lost };
+                        if lease.spec.as_ref().and_then(|spec| spec.holder_identity.as_deref())
+                            != Some(holder)
+                        {
+                            return Renewal::Lost;
+                        }
+                        lease
+                    }
+                };
+                match self.write(Some(lease), holder, false).await {
+                    Some(written) => {
+                        last_written = Some(written);
+                        Renewal::Renewed(sent_at)
+                    }
+                    None => Renewal::Failed,
                 }
             };
             match tokio::time::timeout_at(deadline, renewal).await {
@@ -144,8 +161,8 @@ impl Elector {
 
     /// Writes the Lease naming `holder`, created if `current` is `None`, conditional on the
     /// resourceVersion read. `acquire` also sets the acquire time and counts the transition.
-    /// Whether the write is known to have happened.
-    async fn write(&self, current: Option<Lease>, holder: &str, acquire: bool) -> bool {
+    /// The Lease as stored, if the write is known to have happened.
+    async fn write(&self, current: Option<Lease>, holder: &str, acquire: bool) -> Option<Lease> {
         let now = MicroTime(jiff::Timestamp::now());
         let exists = current.is_some();
         let mut lease = current.unwrap_or_else(|| Lease {
@@ -179,14 +196,14 @@ impl Elector {
             }
         };
         match tokio::time::timeout(self.config.renew_deadline.min(REQUEST_TIMEOUT_MAX), request).await {
-            Ok(Ok(_)) => true,
+            Ok(Ok(written)) => Some(written),
             Ok(Err(error)) => {
                 if !is_status(&error, 409) {
                     tracing::debug!(lease = %self.config.lease_name, %error, "cannot write the lease");
                 }
-                false
+                None
             }
-            Err(_elapsed) => false,
+            Err(_elapsed) => None,
         }
     }
 
