@@ -57,6 +57,8 @@ enum BenchCommand {
     Scheduler(bench::scheduler::BenchSchedulerArgs),
     /// The service proxy in-process against a direct connection: added latency, throughput.
     Proxy(bench::proxy::BenchProxyArgs),
+    /// The agent's cluster DNS server in-process against dnsmasq: queries per second, latency.
+    Dns(bench::dns::BenchDnsArgs),
 }
 
 #[derive(Subcommand)]
@@ -102,6 +104,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(BenchCommand::NodeLoss(args)) => bench::node_loss::run(args).await,
             Command::Bench(BenchCommand::Scheduler(args)) => bench::scheduler::run(args).await,
             Command::Bench(BenchCommand::Proxy(args)) => bench::proxy::run(args).await,
+            Command::Bench(BenchCommand::Dns(args)) => bench::dns::run(args).await,
             Command::Lab(LabCommand::FailureDetector(args)) => lab::failure_detector::run(args).await,
             Command::Lab(LabCommand::FailureDetectorSender(args)) => {
                 lab::failure_detector::run_sender(args).await

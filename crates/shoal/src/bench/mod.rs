@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod api;
 pub mod controller_failover;
+pub mod dns;
 pub mod etcd;
 pub mod node_loss;
 pub mod proxy;
