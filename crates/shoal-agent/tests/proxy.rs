@@ -124,6 +124,52 @@ async fn a_half_closed_connection_gets_its_whole_answer() {
     assert_eq!(answer, "one\nhello");
 }
 
+/// `length` bytes that differ from one offset to the next, so that a lost, repeated or
+/// reordered stretch shows.
+fn pattern(length: usize, seed: u8) -> Vec<u8> {
+    (0..length).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+#[tokio::test]
+async fn mebibytes_cross_both_ways_around_a_half_close() {
+    // The endpoint echoes what it reads and, after the client's end of stream, sends a trailer
+    // of its own before closing. The client streams 4 MiB while reading the echo, half-closes
+    // its side in the middle of the exchange, and must still get the whole echo and the whole
+    // trailer, byte for byte.
+    let request = pattern(4 << 20, 0x5a);
+    let trailer = pattern(3 << 20, 0xa5);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the endpoint");
+    let endpoint = listener.local_addr().expect("the endpoint's address");
+    let endpoint_trailer = trailer.clone();
+    let _endpoint = AbortOnDrop(tokio::spawn(async move {
+        let Ok((mut stream, _)) = listener.accept().await else { return };
+        let (mut reader, mut writer) = stream.split();
+        tokio::io::copy(&mut reader, &mut writer).await.expect("echoing");
+        writer.write_all(&endpoint_trailer).await.expect("writing the trailer");
+        writer.shutdown().await.expect("closing");
+    }));
+    let listen = free_address("127.97.0.7");
+    let mut proxy = Proxy::new(runtime::CONNECTIONS_MAX);
+    proxy.apply(BTreeMap::from([(listen, route(&[endpoint]))]));
+    assert!(!proxy.has_unbound());
+
+    let mut stream = TcpStream::connect(listen).await.expect("connecting");
+    let (mut reader, mut writer) = stream.split();
+    let write = async {
+        writer.write_all(&request).await.expect("writing");
+        writer.shutdown().await.expect("half-closing");
+    };
+    let mut received = Vec::new();
+    let ((), read) =
+        tokio::time::timeout(PATIENCE, async { tokio::join!(write, reader.read_to_end(&mut received)) })
+            .await
+            .expect("the exchange in time");
+    read.expect("reading");
+    let expected = [request, trailer].concat();
+    assert_eq!(received.len(), expected.len());
+    assert!(received == expected, "the bytes differ from what was sent and the trailer");
+}
+
 #[tokio::test]
 async fn a_service_without_endpoints_closes_connections_and_closed_listeners_stop() {
     let listen = free_address("127.97.0.3");

@@ -5,7 +5,8 @@
 //! (the caches' reflectors signal it) and hands it to [`Proxy::apply`]: new addresses are
 //! bound, vanished ones closed, and listeners whose endpoints changed get their new route at
 //! once, so the next connection they accept already sees it. Connections already spliced are
-//! left alone when their endpoint goes, as kube-proxy's userspace mode did.
+//! left alone when their endpoint goes, as kube-proxy's userspace mode did. On Linux the bytes
+//! of a connection move between its two sockets inside the kernel ([`zero_copy`]).
 //!
 //! Several agents of a local cluster run on one machine and listen on the same addresses:
 //! every listener sets SO_REUSEADDR and SO_REUSEPORT, the kernel spreads connections over
@@ -25,6 +26,9 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use super::{Balancer, NodeAddresses, Route, Table, diff};
+
+#[cfg(target_os = "linux")]
+pub mod zero_copy;
 
 /// Connections the proxy splices at once, over all its listeners: beyond it, listeners stop
 /// accepting (clients wait in the kernel's backlog) until one ends, so a flood cannot exhaust
@@ -210,9 +214,21 @@ async fn splice(mut client: TcpStream, client_ip: IpAddr, route: &Route, balance
         return;
     };
     let _ = upstream.set_nodelay(true);
-    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    if let Err(error) = copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(%error, service = ?route.service, "proxied connection ended");
     }
+}
+
+/// Copies both ways between the sockets until both ends of stream, passing each on as a
+/// half-close: on Linux inside the kernel ([`zero_copy`]), elsewhere, or when the pipes cannot
+/// be made (out of file descriptors, say), through a buffer in user space.
+async fn copy_bidirectional(client: &mut TcpStream, upstream: &mut TcpStream) -> io::Result<(u64, u64)> {
+    #[cfg(target_os = "linux")]
+    match zero_copy::Pipes::new() {
+        Ok(pipes) => return zero_copy::copy_bidirectional(client, upstream, pipes).await,
+        Err(error) => tracing::debug!(%error, "no pipes for splice(2); copying through user space"),
+    }
+    tokio::io::copy_bidirectional(client, upstream).await
 }
 
 /// A connection to one of the route's endpoints: each that refuses or does not answer within
