@@ -29,7 +29,7 @@ pub mod runtime;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
@@ -37,9 +37,6 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// The label tying an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-/// The cluster DNS Service's ClusterIP: the agent answers DNS there itself, so the proxy
-/// leaves that address alone.
-pub const CLUSTER_DNS_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 96, 0, 10));
 /// How long a client IP sticks to its endpoint when the Service does not say
 /// (Kubernetes' default `sessionAffinityConfig.clientIP.timeoutSeconds`, 3 hours).
 pub const AFFINITY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10_800);
@@ -85,6 +82,9 @@ pub struct Table {
 pub struct NodeAddresses {
     /// The address NodePorts are opened on (the agent's `--node-ip`).
     pub node_ip: IpAddr,
+    /// The address this agent's own DNS server answers on (`shoal agent --cluster-dns`, the
+    /// kube-dns Service's ClusterIP): the proxy leaves it alone. `None` without a DNS server.
+    pub cluster_dns: Option<IpAddr>,
 }
 
 impl Table {
@@ -103,7 +103,7 @@ impl Table {
         }
         let mut entries = BTreeMap::new();
         for service in services {
-            let Some(cluster_ip) = proxied_cluster_ip(service) else { continue };
+            let Some(cluster_ip) = proxied_cluster_ip(service, node.cluster_dns) else { continue };
             let namespace = service.metadata.namespace.clone().unwrap_or_default();
             let name = service.metadata.name.clone().unwrap_or_default();
             let spec = service.spec.as_ref().expect("a service with a ClusterIP has a spec");
@@ -144,14 +144,14 @@ impl Table {
 }
 
 /// The ClusterIP the proxy listens on, or `None` for a Service it leaves alone.
-fn proxied_cluster_ip(service: &Service) -> Option<IpAddr> {
+fn proxied_cluster_ip(service: &Service, cluster_dns: Option<IpAddr>) -> Option<IpAddr> {
     let spec = service.spec.as_ref()?;
     if spec.type_.as_deref() == Some("ExternalName") {
         return None;
     }
     // "None" (headless) and any other malformed address do not parse.
     let ip: IpAddr = spec.cluster_ip.as_deref()?.parse().ok()?;
-    (ip != CLUSTER_DNS_IP).then_some(ip)
+    (Some(ip) != cluster_dns).then_some(ip)
 }
 
 fn is_tcp(protocol: Option<&str>) -> bool {

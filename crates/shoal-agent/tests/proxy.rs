@@ -218,7 +218,7 @@ async fn an_endpoint_turned_not_ready_gets_no_new_connections_within_a_second() 
     slices_writer.apply_watcher_event(&Event::Apply(web_slice("web-one", one.address, true)));
     slices_writer.apply_watcher_event(&Event::Apply(web_slice("web-two", two.address, true)));
     let config = ProxyConfig {
-        node: NodeAddresses { node_ip: "127.0.0.1".parse().expect("an address") },
+        node: NodeAddresses { node_ip: "127.0.0.1".parse().expect("an address"), cluster_dns: None },
         connections_max: runtime::CONNECTIONS_MAX,
     };
     let _proxy = AbortOnDrop(tokio::spawn(runtime::run(config, services, slices, changed.clone())));

@@ -172,7 +172,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             upstream: host_upstream(args.cluster_dns),
         }),
         proxy: (args.proxy && !args.no_proxy).then_some(ProxyConfig {
-            node: NodeAddresses { node_ip: args.node_ip },
+            node: NodeAddresses { node_ip: args.node_ip, cluster_dns: Some(args.cluster_dns) },
             connections_max: shoal_agent::proxy::runtime::CONNECTIONS_MAX,
         }),
     };

@@ -23,8 +23,8 @@ fn the_failure_detector_lab_runs_and_stops_by_itself() {
     assert!(stdout.contains("Chosen: "), "{stdout}");
 
     let csv = std::fs::read_to_string(out.path().join("sweep.csv")).expect("the CSV");
-    // A header, then 3 latency models × (2 timeouts + 2 thresholds × 2 acceptable pauses).
-    assert_eq!(csv.lines().count(), 1 + 3 * 6, "{csv}");
+    // A header, then 3 latency models × (2 timeouts + 2 thresholds × 3 acceptable pauses).
+    assert_eq!(csv.lines().count(), 1 + 3 * 8, "{csv}");
     let png = std::fs::read(out.path().join("failure-detector.png")).expect("the plot");
     assert!(png.starts_with(b"\x89PNG"));
 

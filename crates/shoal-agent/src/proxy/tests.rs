@@ -1,11 +1,15 @@
 //! The proxy table from small snapshots of Services and EndpointSlices, the listener diff, and
 //! the balancer's choices (round-robin, retries, session affinity) on an injected clock.
 
+use std::net::Ipv4Addr;
+
 use serde_json::{Value, json};
 
 use super::*;
 
 const NODE_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+/// The address the agent's own DNS server holds, as `shoal agent --cluster-dns` says.
+const CLUSTER_DNS: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 96, 0, 10));
 
 fn object<T: serde::de::DeserializeOwned>(value: Value) -> T {
     serde_json::from_value(value).expect("a valid object")
@@ -41,7 +45,7 @@ fn slice(
 }
 
 fn table(services: &[Service], slices: &[EndpointSlice]) -> Table {
-    Table::compute(services, slices, NodeAddresses { node_ip: NODE_IP })
+    Table::compute(services, slices, NodeAddresses { node_ip: NODE_IP, cluster_dns: Some(CLUSTER_DNS) })
 }
 
 fn address(text: &str) -> SocketAddr {
@@ -148,6 +152,16 @@ fn headless_external_name_dns_and_udp_services_get_no_listener() {
     ];
     let slices = [slice("headless-a", "headless", &[("", 80)], &[("127.1.1.2", Some(true))])];
     check(&table(&services, &slices), &[("mixed/tcp", &["127.96.0.30:53"], &[])]);
+}
+
+#[test]
+fn the_dns_address_is_left_alone_only_when_this_agent_serves_dns_there() {
+    // Another service CIDR puts kube-dns elsewhere: the agent is told where by --cluster-dns.
+    let dns = service("dns", json!({"clusterIP": "10.0.0.10", "ports": [{"name": "dns-tcp", "port": 53}]}));
+    let elsewhere = NodeAddresses { node_ip: NODE_IP, cluster_dns: Some("10.0.0.10".parse().unwrap()) };
+    assert!(Table::compute([&dns], [], elsewhere).entries.is_empty());
+    let without_dns = NodeAddresses { node_ip: NODE_IP, cluster_dns: None };
+    check(&Table::compute([&dns], [], without_dns), &[("dns/dns-tcp", &["10.0.0.10:53"], &[])]);
 }
 
 #[test]
