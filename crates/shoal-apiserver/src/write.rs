@@ -591,35 +591,46 @@ pub async fn bind(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
         return Err(ApiError::bad_request("a Binding needs target.name (the node)"));
     }
     let resource = target.resource;
-    let current = read_current(api, resource, target.namespace, name).await?;
-    if let Some(assigned) =
-        current.object.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
-    {
-        return Err(ApiError::Conflict {
-            resource: resource.qualified_plural(),
-            name: format!("{name}\": pod {name} is already assigned to node \"{assigned}"),
-            group: String::new(),
-            kind: resource.plural.to_owned(),
-        });
+    for _ in 0..PATCH_ATTEMPTS_MAX {
+        let current = read_current(api, resource, target.namespace, name).await?;
+        if let Some(assigned) =
+            current.object.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+        {
+            return Err(ApiError::Conflict {
+                resource: resource.qualified_plural(),
+                name: format!("{name}\": pod {name} is already assigned to node \"{assigned}"),
+                group: String::new(),
+                kind: resource.plural.to_owned(),
+            });
+        }
+        if meta::is_deleting(&current.object) {
+            return Err(ApiError::Conflict {
+                resource: resource.qualified_plural(),
+                name: format!("{name}\": pod {name} is being deleted, cannot be assigned to a host"),
+                group: String::new(),
+                kind: resource.plural.to_owned(),
+            });
+        }
+        let mut bound = current.object.clone();
+        bound["spec"]["nodeName"] = json!(node);
+        set_condition(
+            &mut bound,
+            json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now_rfc3339()}),
+        );
+        let bound_reply = || Reply::with_code(StatusCode::CREATED, success_status(None));
+        if call.query.dry_run {
+            return Ok(bound_reply());
+        }
+        match api.objects.update(resource, target.namespace, name, &bound, current.revision).await {
+            Ok(_) => return Ok(bound_reply()),
+            // Another writer (a label, the pod's status) saved in between: the newer pod is
+            // checked and bound instead, as Kubernetes' binding does; a pod another scheduler
+            // bound meanwhile fails the check above.
+            Err(ApiError::Conflict { .. }) => continue,
+            Err(error) => return Err(error),
+        }
     }
-    if meta::is_deleting(&current.object) {
-        return Err(ApiError::Conflict {
-            resource: resource.qualified_plural(),
-            name: format!("{name}\": pod {name} is being deleted, cannot be assigned to a host"),
-            group: String::new(),
-            kind: resource.plural.to_owned(),
-        });
-    }
-    let mut bound = current.object.clone();
-    bound["spec"]["nodeName"] = json!(node);
-    set_condition(
-        &mut bound,
-        json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now_rfc3339()}),
-    );
-    if !call.query.dry_run {
-        api.objects.update(resource, target.namespace, name, &bound, current.revision).await?;
-    }
-    Ok(Reply::with_code(StatusCode::CREATED, success_status(None)))
+    Err(crate::objects::conflict(resource, name))
 }
 
 /// Replaces or adds the status condition of the same type.

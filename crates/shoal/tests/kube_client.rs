@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use http::{Request, Response};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::serde::Serialize;
 use k8s_openapi::serde::de::DeserializeOwned;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -119,12 +119,7 @@ async fn list_pages_are_one_snapshot() {
 async fn concurrent_patches_without_a_resource_version_all_land() {
     const PATCHERS: usize = 12;
     let cluster = start_cluster(3, &[]).await;
-    let mut apis = Vec::new();
-    for first in 0..3 {
-        let order = [first, (first + 1) % 3, (first + 2) % 3];
-        let client = Failover::connect(&cluster, &order).await.into_client();
-        apis.push(Api::<ConfigMap>::namespaced(client, NAMESPACE));
-    }
+    let apis = apis_through_each_server::<ConfigMap>(&cluster).await;
     let created =
         apis[0].create(&PostParams::default(), &config_map("patched", &[], &[])).await.expect("creating");
 
@@ -154,6 +149,51 @@ async fn concurrent_patches_without_a_resource_version_all_land() {
         409,
         "a merge patch at a stale resourceVersion",
     );
+}
+
+// Binds 5 pods (to a node name; the cluster has no nodes, so its own scheduler leaves them
+// alone) while 8 label patches per pod land at the same moment. Checks that every binding
+// succeeds, as in Kubernetes, where a binding that lost a race with another writer is checked
+// and applied again to the newer pod instead of answering 409, and that each pod ends bound
+// with all 8 labels; then that binding a bound pod again is refused with 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bindings_racing_other_writers_all_land() {
+    const PODS: usize = 5;
+    const PATCHES: usize = 8;
+    let cluster = start_cluster(3, &[]).await;
+    let apis = apis_through_each_server::<Pod>(&cluster).await;
+    let bind = |api: Api<Pod>, name: String| async move {
+        let binding = json!({
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"},
+        });
+        api.create_subresource::<_, Value>("binding", &name, &PostParams::default(), &binding).await
+    };
+    for n in 0..PODS {
+        let name = format!("raced-{n}");
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+        }))
+        .expect("a pod");
+        apis[0].create(&PostParams::default(), &pod).await.expect("creating a pod");
+        let patches = (0..PATCHES).map(|i| {
+            let (api, name) = (apis[i % apis.len()].clone(), name.clone());
+            async move {
+                let patch = Patch::Merge(json!({"metadata": {"labels": {format!("label-{i}"): "x"}}}));
+                api.patch(&name, &PatchParams::default(), &patch).await.map(|_| ())
+            }
+        });
+        let binding = bind(apis[n % apis.len()].clone(), name.clone());
+        let (bound, patched) = futures::join!(binding, futures::future::join_all(patches));
+        bound.unwrap_or_else(|error| panic!("binding {name} while it was patched: {error}"));
+        assert!(patched.iter().all(Result::is_ok), "patches of {name}: {patched:?}");
+        let pod = apis[1].get(&name).await.expect("getting the pod");
+        assert_eq!(pod.spec.and_then(|spec| spec.node_name).as_deref(), Some("node-1"), "{name}'s node");
+        assert_eq!(pod.metadata.labels.unwrap_or_default().len(), PATCHES, "{name}'s labels");
+    }
+    expect_status(bind(apis[2].clone(), "raced-0".into()).await, 409, "binding a bound pod again");
 }
 
 // Runs a kube-runtime watcher, under a reflector, over the labelled ConfigMaps of a namespace
@@ -399,6 +439,20 @@ where
     expect_status(api.get(&name).await, 404, &format!("getting {name} after deleting it"));
     let listed = api.list(&ListParams::default().labels("crud=yes")).await.expect("listing by label");
     assert!(listed.items.is_empty(), "{name} is listed after it was deleted: {listed:?}");
+}
+
+/// One namespaced `Api` per member of a 3-member cluster, each sending to that member first.
+async fn apis_through_each_server<K>(cluster: &LocalCluster) -> Vec<Api<K>>
+where
+    K: Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    let mut apis = Vec::new();
+    for first in 0..3 {
+        let order = [first, (first + 1) % 3, (first + 2) % 3];
+        apis.push(Api::namespaced(Failover::connect(cluster, &order).await.into_client(), NAMESPACE));
+    }
+    apis
 }
 
 /// Panics unless `result` failed with an API status of `code`.
