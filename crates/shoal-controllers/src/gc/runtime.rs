@@ -289,17 +289,47 @@ impl Cache {
         }
     }
 
-    /// Every object, once every kind has been listed.
+    /// The objects that take part in ownership, once every kind has been listed: those with
+    /// ownerReferences or being deleted, and the owners they name. Any other object has no
+    /// owner to lose and no dependent to wait for, so `decide` has nothing to say about it;
+    /// leaving it out keeps a pass proportional to the owned objects rather than to the
+    /// cluster (ten thousand bare pods and their events cost a pass nothing).
     fn snapshot(&self) -> Option<Snapshot> {
         if !self.kinds.values().all(|kind| kind.listed) {
             return None;
         }
-        let kinds = self
+        let kinds: BTreeMap<GroupKind, Scope> = self
             .kinds
             .iter()
             .map(|(group_kind, kind)| (group_kind.clone(), kind.scope.expect("set when created")))
             .collect();
-        let objects = self.kinds.values().flat_map(|kind| kind.objects.values().cloned()).collect();
+        let takes_part = |object: &Object| object.deleting || !object.owner_references.is_empty();
+        let mut objects: Vec<Object> = self
+            .kinds
+            .values()
+            .flat_map(|kind| kind.objects.values())
+            .filter(|o| takes_part(o))
+            .cloned()
+            .collect();
+        let mut owners: HashSet<(&GroupKind, Option<&str>, &str)> = HashSet::new();
+        for dependent in &objects {
+            for reference in &dependent.owner_references {
+                let group_kind = GroupKind::from_api_version(&reference.api_version, &reference.kind);
+                let Some((group_kind, kind)) = self.kinds.get_key_value(&group_kind) else { continue };
+                let namespace = match kind.scope {
+                    Some(Scope::Namespaced) => dependent.namespace.clone(),
+                    _ => None,
+                };
+                let Some(owner) = kind.objects.get(&(namespace, reference.name.clone())) else { continue };
+                if !takes_part(owner) {
+                    owners.insert((group_kind, owner.namespace.as_deref(), owner.name.as_str()));
+                }
+            }
+        }
+        let named = owners.into_iter().filter_map(|(group_kind, namespace, name)| {
+            self.kinds[group_kind].objects.get(&(namespace.map(str::to_owned), name.to_owned())).cloned()
+        });
+        objects.extend(named);
         Some(Snapshot { kinds, objects })
     }
 }
@@ -369,5 +399,58 @@ mod tests {
         assert_eq!(preconditions.resource_version.as_deref(), Some("42"));
         assert_eq!(preconditions.uid.as_deref(), Some("uid-rs"));
         assert!(matches!(params.propagation_policy, Some(PropagationPolicy::Foreground)));
+    }
+
+    fn served(group: &str, kind: &str, plural: &str, namespaced: bool) -> ServedKind {
+        let gvk = kube::api::GroupVersionKind::gvk(group, "v1", kind);
+        ServedKind {
+            group_kind: GroupKind::new(group, kind),
+            resource: kube::api::ApiResource::from_gvk_with_plural(&gvk, plural),
+            namespaced,
+            verbs: vec!["list".into(), "watch".into(), "delete".into()],
+        }
+    }
+
+    fn object(kind: &ServedKind, name: &str, metadata: Value) -> DynamicObject {
+        let mut object = DynamicObject::new(name, &kind.resource).within("default");
+        let mut metadata: kube::api::ObjectMeta = serde_json::from_value(metadata).expect("metadata");
+        metadata.name = Some(name.into());
+        metadata.namespace = Some("default".into());
+        metadata.uid = Some(format!("uid-{name}"));
+        object.metadata = metadata;
+        object
+    }
+
+    // A pass sees the owned objects, those being deleted and the owners named, and nothing
+    // of the objects that take no part in ownership however many there are.
+    #[test]
+    fn a_snapshot_holds_only_the_objects_that_take_part_in_ownership() {
+        let (pods, sets) =
+            (served("", "Pod", "pods", true), served("apps", "ReplicaSet", "replicasets", true));
+        let mut cache = Cache::new([&pods, &sets].into_iter());
+        let owned_by = |name: &str| json!({"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": format!("uid-{name}")}]});
+        let listed = [
+            (&pods, object(&pods, "bare", json!({}))),
+            (&pods, object(&pods, "owned", owned_by("web"))),
+            (&pods, object(&pods, "orphaned", owned_by("gone"))),
+            (&pods, object(&pods, "leaving", json!({"deletionTimestamp": "2026-11-26T00:00:00Z"}))),
+            (&sets, object(&sets, "web", json!({}))),
+            (&sets, object(&sets, "unrelated", json!({}))),
+        ];
+        for kind in [&pods, &sets] {
+            cache.apply(&kind.group_kind, watcher::Event::Init);
+        }
+        for (kind, object) in listed {
+            cache.apply(&kind.group_kind, watcher::Event::InitApply(object));
+        }
+        assert!(cache.snapshot().is_none(), "no snapshot before every kind is listed");
+        for kind in [&pods, &sets] {
+            cache.apply(&kind.group_kind, watcher::Event::InitDone);
+        }
+        let snapshot = cache.snapshot().expect("every kind listed");
+        let mut names: Vec<&str> = snapshot.objects.iter().map(|object| object.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["leaving", "orphaned", "owned", "web"]);
+        assert_eq!(snapshot.kinds.len(), 2);
     }
 }
