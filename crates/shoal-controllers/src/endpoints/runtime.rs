@@ -298,11 +298,23 @@ impl View {
         let wanted = |namespace: Option<String>| {
             namespaces.is_none_or(|namespaces| namespaces.contains(namespace.as_deref().unwrap_or_default()))
         };
-        let services =
+        let services: Vec<Arc<Service>> =
             caches.services.state().into_iter().filter(|service| wanted(service.namespace())).collect();
+        // Pods matter only where a Service selects: a namespace of bare pods (or a cluster of
+        // them) costs a pass no walk over its pods.
+        let selecting: HashSet<&str> = services
+            .iter()
+            .filter(|service| is_managed(service))
+            .map(|service| service.metadata.namespace.as_deref().unwrap_or_default())
+            .collect();
         let mut pods: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
-        for pod in caches.pods.state().into_iter().filter(|pod| wanted(pod.namespace())) {
-            pods.entry(pod.namespace().unwrap_or_default()).or_default().push(pod);
+        if !selecting.is_empty() {
+            for pod in caches.pods.state() {
+                let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+                if selecting.contains(namespace) {
+                    pods.entry(namespace.to_owned()).or_default().push(pod);
+                }
+            }
         }
         let endpoints = caches
             .endpoints
