@@ -591,26 +591,21 @@ pub async fn bind(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
         return Err(ApiError::bad_request("a Binding needs target.name (the node)"));
     }
     let resource = target.resource;
+    // The first round reads this member's copy of the pod, sparing a quorum round per bind:
+    // the compare-and-swap below refuses a stale copy, and a refusal read from one is
+    // confirmed by a linearizable read before it is answered. A dry run, which writes
+    // nothing to catch a stale copy, reads linearizably from the start.
+    let mut read = if call.query.dry_run { ReadAt::Latest } else { ReadAt::Any };
     for _ in 0..PATCH_ATTEMPTS_MAX {
-        let current = read_current(api, resource, target.namespace, name).await?;
-        if let Some(assigned) =
-            current.object.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
-        {
-            return Err(ApiError::Conflict {
-                resource: resource.qualified_plural(),
-                name: format!("{name}\": pod {name} is already assigned to node \"{assigned}"),
-                group: String::new(),
-                kind: resource.plural.to_owned(),
-            });
-        }
-        if meta::is_deleting(&current.object) {
-            return Err(ApiError::Conflict {
-                resource: resource.qualified_plural(),
-                name: format!("{name}\": pod {name} is being deleted, cannot be assigned to a host"),
-                group: String::new(),
-                kind: resource.plural.to_owned(),
-            });
-        }
+        let current =
+            match bindable(resource, name, api.objects.get(resource, target.namespace, name, read).await?) {
+                Ok(current) => current,
+                Err(_) if read == ReadAt::Any => {
+                    read = ReadAt::Latest;
+                    continue;
+                }
+                Err(refusal) => return Err(refusal),
+            };
         let mut bound = current.object.clone();
         bound["spec"]["nodeName"] = json!(node);
         set_condition(
@@ -623,14 +618,34 @@ pub async fn bind(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
         }
         match api.objects.update(resource, target.namespace, name, &bound, current.revision).await {
             Ok(_) => return Ok(bound_reply()),
-            // Another writer (a label, the pod's status) saved in between: the newer pod is
-            // checked and bound instead, as Kubernetes' binding does; a pod another scheduler
-            // bound meanwhile fails the check above.
-            Err(ApiError::Conflict { .. }) => continue,
+            // Another writer (a label, the pod's status) saved in between, or this member's
+            // copy was stale: the newer pod is checked and bound instead, as Kubernetes'
+            // binding does; a pod another scheduler bound meanwhile fails the check above.
+            Err(ApiError::Conflict { .. }) => read = ReadAt::Latest,
             Err(error) => return Err(error),
         }
     }
     Err(crate::objects::conflict(resource, name))
+}
+
+/// The pod read, if it can be bound: it exists, has no node yet and is not being deleted.
+fn bindable(resource: &ResourceType, name: &str, pod: Option<Stored>) -> Result<Stored, ApiError> {
+    let pod = pod.ok_or_else(|| not_found(resource, name))?;
+    let conflict = |why: String| ApiError::Conflict {
+        resource: resource.qualified_plural(),
+        name: format!("{name}\": {why}"),
+        group: String::new(),
+        kind: resource.plural.to_owned(),
+    };
+    if let Some(assigned) =
+        pod.object.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+    {
+        return Err(conflict(format!("pod {name} is already assigned to node \"{assigned}")));
+    }
+    if meta::is_deleting(&pod.object) {
+        return Err(conflict(format!("pod {name} is being deleted, cannot be assigned to a host")));
+    }
+    Ok(pod)
 }
 
 /// Replaces or adds the status condition of the same type.
