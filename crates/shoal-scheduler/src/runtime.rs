@@ -9,7 +9,7 @@
 //! Everything runs inside the future `run` returns, without spawned tasks, so dropping it
 //! (the server losing leadership) stops the watches and the writes in flight at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -86,6 +86,10 @@ struct State {
     next_start: String,
     /// Pods bound by this scheduler that the watch has not shown bound yet, by `pod_id`.
     assumed: HashMap<String, Assumed>,
+    /// When each assumption was made, oldest first, so that expiring them costs a pass only
+    /// the expired ones. An entry whose pod was seen bound (or assumed again) meanwhile is
+    /// skipped when it comes up.
+    assumed_since: VecDeque<(Instant, String)>,
     /// A digest of what scheduling reads of each node, to tell a change that may let pods fit
     /// (labels, taints, cordon, allocatable, readiness) from a heartbeat.
     node_digests: HashMap<String, u64>,
@@ -334,15 +338,14 @@ impl Scheduler<'_> {
         let mut guard = self.shared.state();
         let state = &mut *guard;
         // Past their time, assumptions give way to what the watch shows.
-        let expired: Vec<String> = state
-            .assumed
-            .iter()
-            .filter(|(_, assumed)| now.duration_since(assumed.since) >= ASSUMED_TTL)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in expired {
-            state.assumed.remove(&id);
-            state.cluster.forget_assumed(&id);
+        while let Some((since, _)) = state.assumed_since.front()
+            && now.duration_since(*since) >= ASSUMED_TTL
+        {
+            let (since, id) = state.assumed_since.pop_front().expect("a front entry");
+            if state.assumed.get(&id).is_some_and(|assumed| assumed.since == since) {
+                state.assumed.remove(&id);
+                state.cluster.forget_assumed(&id);
+            }
         }
         let mut outcomes = Vec::new();
         for key in batch {
@@ -363,6 +366,7 @@ impl Scheduler<'_> {
                     state.cluster.assume(pod.clone(), &placement.node);
                     let assumed = Assumed { pod: pod.clone(), node: placement.node.clone(), since: now };
                     state.assumed.insert(pod_id(&pod), assumed);
+                    state.assumed_since.push_back((now, pod_id(&pod)));
                     outcomes.push(Outcome::Bound { pod, node: placement.node });
                 }
                 Err(reason) => {
