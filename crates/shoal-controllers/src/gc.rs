@@ -2,8 +2,9 @@
 //! `orphan` and `foregroundDeletion` finalizers of owners being deleted.
 //!
 //! Kubernetes' collector (pkg/controller/garbagecollector) keeps an event-driven graph; this
-//! one is level-triggered. Each pass takes a snapshot of every object's metadata from watch
-//! caches, [`decide`] returns the writes that move it toward the desired state, and the
+//! one is level-triggered. Each pass takes a snapshot, from watch caches, of the metadata of
+//! the objects that take part in ownership (owned, being deleted, or named as an owner),
+//! [`decide`] returns the writes that move it toward the desired state, and the
 //! runtime (`gc/runtime.rs`) carries them out, each conditioned on the resourceVersion read.
 //! A lost race (409) or a stale cache only leaves the work to a later pass.
 //!
