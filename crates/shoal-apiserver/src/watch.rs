@@ -176,10 +176,43 @@ impl Watcher {
     }
 
     /// The line for one store event, or `None` if the client's selectors see no change.
+    ///
+    /// Selectors need the objects parsed, to tell ADDED, MODIFIED and DELETED apart, and a
+    /// Table needs its rows built; otherwise the line carries the stored JSON as it is, with
+    /// its resourceVersion spliced in (`decode_raw`), so that a watcher pays a copy per event
+    /// rather than a serialization, and a watch without selectors (a controller's, the
+    /// scheduler's) parses nothing at all.
     fn encode(&self, event: Event) -> Option<Bytes> {
-        if self.filter.is_everything() && !self.table {
-            return self.encode_unparsed(event);
+        let kind = if self.filter.is_everything() && !self.table {
+            match (&event.kind, &event.prev_kv) {
+                (EventKind::Put, Some(_)) => "MODIFIED",
+                (EventKind::Put, None) => "ADDED",
+                (EventKind::Delete, _) => "DELETED",
+            }
+        } else {
+            let (kind, object) = self.select(&event)?;
+            if self.table {
+                return Some(encode_event(self.resource, kind, object, true, &self.query));
+            }
+            kind
+        };
+        let kv = match event.kind {
+            EventKind::Put => event.kv,
+            // The object as it was, at the revision of its deletion.
+            EventKind::Delete => KeyValue { mod_revision: event.kv.mod_revision, ..event.prev_kv? },
+        };
+        match self.objects.decode_raw(self.resource, &kv) {
+            Ok(object) => Some(raw_line(kind, &object)),
+            Err(error) => {
+                tracing::error!(%error, "a watched object cannot be decoded; skipping it");
+                None
+            }
         }
+    }
+
+    /// What the client's selectors see of a change: ADDED, MODIFIED or DELETED and the object
+    /// (for a deletion, as it was then), or `None` if they see no change.
+    fn select(&self, event: &Event) -> Option<(&'static str, Value)> {
         let decode = |kv| match self.objects.decode(self.resource, kv) {
             Ok(stored) => Some(stored.object),
             Err(error) => {
@@ -188,44 +221,19 @@ impl Watcher {
             }
         };
         let before = event.prev_kv.as_ref().and_then(decode).filter(|object| self.filter.matches(object));
-        let (kind, object) = match event.kind {
+        match event.kind {
             EventKind::Put => {
                 let after = decode(&event.kv)?;
                 match (before.is_some(), self.filter.matches(&after)) {
-                    (false, true) => ("ADDED", after),
-                    (true, true) => ("MODIFIED", after),
-                    (true, false) => ("DELETED", after),
-                    (false, false) => return None,
+                    (false, true) => Some(("ADDED", after)),
+                    (true, true) => Some(("MODIFIED", after)),
+                    (true, false) => Some(("DELETED", after)),
+                    (false, false) => None,
                 }
             }
             EventKind::Delete => {
                 let object = crate::objects::with_resource_version(before?, event.kv.mod_revision);
-                ("DELETED", object)
-            }
-        };
-        Some(encode_event(self.resource, kind, object, self.table, &self.query))
-    }
-}
-
-impl Watcher {
-    /// The line for one store event of a watch that every object passes (a controller's, a
-    /// scheduler's): the stored JSON goes into the line as it is, with its resourceVersion
-    /// spliced in (`decode_raw`), so that each watcher pays a copy per event rather than a
-    /// parse and a serialization.
-    fn encode_unparsed(&self, event: Event) -> Option<Bytes> {
-        let (kind, kv) = match event.kind {
-            EventKind::Put if event.prev_kv.is_some() => ("MODIFIED", event.kv),
-            EventKind::Put => ("ADDED", event.kv),
-            // The object as it was, at the revision of its deletion.
-            EventKind::Delete => {
-                ("DELETED", KeyValue { mod_revision: event.kv.mod_revision, ..event.prev_kv? })
-            }
-        };
-        match self.objects.decode_raw(self.resource, &kv) {
-            Ok(object) => Some(raw_line(kind, &object)),
-            Err(error) => {
-                tracing::error!(%error, "a watched object cannot be decoded; skipping it");
-                None
+                Some(("DELETED", object))
             }
         }
     }
