@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt as _;
@@ -59,15 +60,20 @@ pub async fn run<R: Runtime>(config: AgentConfig, client: Client, runtime: Arc<R
     // Notified on every change of the node's Service and EndpointSlice caches.
     let caches_changed = Arc::new(Notify::new());
     let (services, services_writer) = reflector::store();
+    let changed = caches_changed.clone();
     let _stop_services =
-        AbortOnDrop(tokio::spawn(reflect(Api::all(client.clone()), services_writer, caches_changed.clone())));
+        AbortOnDrop(tokio::spawn(reflect(Api::all(client.clone()), services_writer, move || {
+            changed.notify_one();
+        })));
     let (endpoint_slices, endpoint_slices_writer) = reflector::store();
-    let _stop_endpoint_slices = AbortOnDrop(tokio::spawn(reflect(
-        Api::all(client.clone()),
-        endpoint_slices_writer,
-        caches_changed.clone(),
-    )));
-    let cluster = ReflectedCluster::new(services.clone(), endpoint_slices.clone());
+    let slices_generation = Arc::new(AtomicU64::new(0));
+    let (changed, generation) = (caches_changed.clone(), slices_generation.clone());
+    let _stop_endpoint_slices =
+        AbortOnDrop(tokio::spawn(reflect(Api::all(client.clone()), endpoint_slices_writer, move || {
+            generation.fetch_add(1, Ordering::Release);
+            changed.notify_one();
+        })));
+    let cluster = ReflectedCluster::new(services.clone(), endpoint_slices.clone(), slices_generation);
     let dns_server = match &config.cluster_dns {
         Some(dns) => serve_dns(dns, cluster).await,
         None => None,
@@ -119,9 +125,9 @@ async fn serve_dns(
 }
 
 /// Keeps one of the node's caches of every object of a kind up to date (Services for pods'
-/// service-link variables and the proxy, EndpointSlices for the proxy), notifying `changed`
-/// after every change.
-async fn reflect<K>(api: Api<K>, writer: Writer<K>, changed: Arc<Notify>)
+/// service-link variables and the proxy, EndpointSlices for the proxy and DNS), calling
+/// `changed` after every change the cache took.
+async fn reflect<K>(api: Api<K>, writer: Writer<K>, changed: impl Fn())
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
@@ -131,7 +137,7 @@ where
     futures::pin_mut!(stream);
     loop {
         match stream.try_next().await {
-            Ok(Some(_)) => changed.notify_one(),
+            Ok(Some(_)) => changed(),
             Ok(None) => return,
             // The watcher backs off and retries by itself; the cache keeps its last state.
             Err(error) => tracing::debug!(%error, kind = %K::kind(&Default::default()), "watching"),

@@ -27,9 +27,10 @@ pub mod server;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
@@ -63,7 +64,32 @@ pub trait ClusterView {
     }
     fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>>;
     fn services(&self) -> Vec<Arc<Service>>;
-    fn endpoint_slices(&self) -> Vec<Arc<EndpointSlice>>;
+    /// The EndpointSlices of the Service `namespace/name`.
+    fn endpoint_slices_of(&self, namespace: &str, service: &str) -> Vec<Arc<EndpointSlice>>;
+}
+
+/// EndpointSlices by the Service their `kubernetes.io/service-name` label names, so that a
+/// headless answer reads its Service's slices rather than every slice of the cluster.
+#[derive(Debug, Default)]
+pub struct SlicesByService(HashMap<String, HashMap<String, Vec<Arc<EndpointSlice>>>>);
+
+impl SlicesByService {
+    pub fn new(slices: impl IntoIterator<Item = Arc<EndpointSlice>>) -> Self {
+        let mut index: HashMap<String, HashMap<String, Vec<Arc<EndpointSlice>>>> = HashMap::new();
+        for slice in slices {
+            let labels = slice.metadata.labels.as_ref();
+            let Some(service) = labels.and_then(|labels| labels.get(SERVICE_NAME_LABEL)).cloned() else {
+                continue;
+            };
+            let namespace = slice.metadata.namespace.clone().unwrap_or_default();
+            index.entry(namespace).or_default().entry(service).or_default().push(slice);
+        }
+        Self(index)
+    }
+
+    pub fn of(&self, namespace: &str, service: &str) -> Vec<Arc<EndpointSlice>> {
+        self.0.get(namespace).and_then(|services| services.get(service)).cloned().unwrap_or_default()
+    }
 }
 
 /// The agent's caches, kept by its reflectors.
@@ -71,19 +97,37 @@ pub trait ClusterView {
 pub struct ReflectedCluster {
     pub services: Store<Service>,
     pub endpoint_slices: Store<EndpointSlice>,
-    synced: Arc<std::sync::atomic::AtomicBool>,
+    synced: Arc<AtomicBool>,
+    /// Moved by the slices' reflector after each change it made to `endpoint_slices`.
+    slices_generation: Arc<AtomicU64>,
+    /// The index of `endpoint_slices` and the generation it was built at; built again by the
+    /// first question after a change.
+    slices_index: Arc<Mutex<Option<BuiltIndex>>>,
 }
 
+/// An index of the slices, and the generation of the cache it was built from.
+type BuiltIndex = (u64, Arc<SlicesByService>);
+
 impl ReflectedCluster {
-    /// A view of the two caches, synced once both have listed for the first time.
-    pub fn new(services: Store<Service>, endpoint_slices: Store<EndpointSlice>) -> Self {
-        let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let view = Self { services: services.clone(), endpoint_slices: endpoint_slices.clone(), synced };
+    /// A view of the two caches, synced once both have listed for the first time;
+    /// `slices_generation` must move after every change to `endpoint_slices`.
+    pub fn new(
+        services: Store<Service>,
+        endpoint_slices: Store<EndpointSlice>,
+        slices_generation: Arc<AtomicU64>,
+    ) -> Self {
+        let view = Self {
+            services: services.clone(),
+            endpoint_slices: endpoint_slices.clone(),
+            synced: Arc::new(AtomicBool::new(false)),
+            slices_generation,
+            slices_index: Arc::new(Mutex::new(None)),
+        };
         let flag = view.synced.clone();
         // Ends with the agent: the stores' writers are dropped with their reflectors.
         tokio::spawn(async move {
             if services.wait_until_ready().await.is_ok() && endpoint_slices.wait_until_ready().await.is_ok() {
-                flag.store(true, std::sync::atomic::Ordering::Release);
+                flag.store(true, Ordering::Release);
             }
         });
         view
@@ -92,7 +136,7 @@ impl ReflectedCluster {
 
 impl ClusterView for ReflectedCluster {
     fn synced(&self) -> bool {
-        self.synced.load(std::sync::atomic::Ordering::Acquire)
+        self.synced.load(Ordering::Acquire)
     }
 
     fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
@@ -103,8 +147,22 @@ impl ClusterView for ReflectedCluster {
         self.services.state()
     }
 
-    fn endpoint_slices(&self) -> Vec<Arc<EndpointSlice>> {
-        self.endpoint_slices.state()
+    fn endpoint_slices_of(&self, namespace: &str, service: &str) -> Vec<Arc<EndpointSlice>> {
+        // Read before the store: a change landing meanwhile is in the index built below but
+        // leaves it marked older, so the next question builds it again.
+        let generation = self.slices_generation.load(Ordering::Acquire);
+        let index = {
+            let mut cached = self.slices_index.lock().expect("slice index lock");
+            match cached.as_ref() {
+                Some((built_at, index)) if *built_at == generation => index.clone(),
+                _ => {
+                    let index = Arc::new(SlicesByService::new(self.endpoint_slices.state()));
+                    *cached = Some((generation, index.clone()));
+                    index
+                }
+            }
+        };
+        index.of(namespace, service)
     }
 }
 
@@ -447,12 +505,7 @@ fn ready_endpoints(service: &Service, cluster: &impl ClusterView) -> Vec<ReadyEn
         service.spec.as_ref().and_then(|spec| spec.publish_not_ready_addresses).unwrap_or(false);
     let mut seen = BTreeSet::new();
     let mut endpoints = Vec::new();
-    for slice in cluster.endpoint_slices() {
-        let labels = slice.metadata.labels.as_ref();
-        let owner = labels.and_then(|labels| labels.get(SERVICE_NAME_LABEL)).map(String::as_str);
-        if slice.metadata.namespace.as_deref() != Some(namespace) || owner != Some(name) {
-            continue;
-        }
+    for slice in cluster.endpoint_slices_of(namespace, name) {
         if slice.address_type == "FQDN" {
             continue;
         }

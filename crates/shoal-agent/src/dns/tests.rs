@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 
-use super::{ClusterView, Resolution, cluster_zone, resolve};
+use super::{ClusterView, Resolution, SlicesByService, cluster_zone, resolve};
 
 /// Services and EndpointSlices held in plain lists.
 #[derive(Default)]
@@ -38,8 +38,8 @@ impl ClusterView for Cluster {
         self.services.clone()
     }
 
-    fn endpoint_slices(&self) -> Vec<Arc<EndpointSlice>> {
-        self.slices.clone()
+    fn endpoint_slices_of(&self, namespace: &str, service: &str) -> Vec<Arc<EndpointSlice>> {
+        SlicesByService::new(self.slices.iter().cloned()).of(namespace, service)
     }
 }
 
@@ -395,4 +395,44 @@ fn a_pods_dns_config_extends_or_replaces_the_cluster_dns() {
         pod_resolv_conf(spec, Some("127.96.0.10")).as_deref(),
         Some("nameserver 10.0.0.9\nsearch example.com\noptions ndots:2 edns0\n")
     );
+}
+
+// The agent's view answers from an index of the slices that a change to the cache makes it
+// build again: a slice added after the first question is seen by the next one.
+#[tokio::test]
+async fn the_agents_view_follows_slice_changes() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use kube::runtime::{reflector, watcher};
+
+    use super::ReflectedCluster;
+
+    let example = cluster();
+    let (services, mut service_writer) = reflector::store();
+    let (slices, mut slice_writer) = reflector::store();
+    for service in &example.services {
+        service_writer.apply_watcher_event(&watcher::Event::Apply(Service::clone(service)));
+    }
+    let generation = Arc::new(AtomicU64::new(0));
+    let view = ReflectedCluster::new(services, slices, generation.clone());
+    let names = |view: &ReflectedCluster, service: &str| -> Vec<String> {
+        let slices = view.endpoint_slices_of("default", service);
+        slices.iter().map(|slice| slice.metadata.name.clone().unwrap_or_default()).collect()
+    };
+    assert!(names(&view, "db").is_empty());
+
+    let [first] = &example.slices[..] else { panic!("the example cluster has one slice") };
+    slice_writer.apply_watcher_event(&watcher::Event::Apply(EndpointSlice::clone(first)));
+    generation.fetch_add(1, Ordering::Release);
+    assert_eq!(names(&view, "db"), ["db-0"]);
+    assert!(names(&view, "web").is_empty(), "another Service's slices are not this one's");
+
+    let second = Cluster::default().slice("default", "db", json!([]), &[("127.1.0.9", None, true)]);
+    let mut second = EndpointSlice::clone(&second.slices[0]);
+    second.metadata.name = Some("db-1".into());
+    slice_writer.apply_watcher_event(&watcher::Event::Apply(second));
+    generation.fetch_add(1, Ordering::Release);
+    let mut seen = names(&view, "db");
+    seen.sort();
+    assert_eq!(seen, ["db-0", "db-1"]);
 }

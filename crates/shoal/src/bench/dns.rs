@@ -32,8 +32,8 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
-use shoal_agent::dns::ClusterView;
 use shoal_agent::dns::server::{DnsServer, DnsServerConfig};
+use shoal_agent::dns::{ClusterView, SlicesByService};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -138,14 +138,14 @@ pub struct Snapshot {
     objects: Objects,
 }
 
-/// Services and EndpointSlices, looked up as the agent's reflector stores look them up (a map
-/// by name; `services()` and `endpoint_slices()` copy the lists of `Arc`s, as `Store::state`
-/// does).
+/// Services and EndpointSlices, looked up as the agent's view looks them up once its caches
+/// are steady (a map by name; `services()` copies the list of `Arc`s, as `Store::state` does;
+/// slices come from the index the agent builds after each change).
 #[derive(Clone)]
 struct Objects {
     by_name: HashMap<(String, String), Arc<Service>>,
     services: Vec<Arc<Service>>,
-    slices: Vec<Arc<EndpointSlice>>,
+    slices: Arc<SlicesByService>,
 }
 
 impl ClusterView for Objects {
@@ -157,8 +157,8 @@ impl ClusterView for Objects {
         self.services.clone()
     }
 
-    fn endpoint_slices(&self) -> Vec<Arc<EndpointSlice>> {
-        self.slices.clone()
+    fn endpoint_slices_of(&self, namespace: &str, service: &str) -> Vec<Arc<EndpointSlice>> {
+        self.slices.of(namespace, service)
     }
 }
 
@@ -183,7 +183,7 @@ impl Snapshot {
                 BenchService { index, cluster_ip, endpoints }
             })
             .collect();
-        let mut objects = Objects { by_name: HashMap::new(), services: Vec::new(), slices: Vec::new() };
+        let (mut by_name, mut service_objects, mut slices) = (HashMap::new(), Vec::new(), Vec::new());
         for service in &services {
             let cluster_ip = service.cluster_ip.map_or_else(|| "None".to_owned(), |ip| ip.to_string());
             let object: Service = serde_json::from_value(json!({
@@ -193,8 +193,8 @@ impl Snapshot {
                                     "targetPort": TARGET_PORT}]},
             }))?;
             let object = Arc::new(object);
-            objects.by_name.insert((NAMESPACE.to_owned(), service.name()), object.clone());
-            objects.services.push(object);
+            by_name.insert((NAMESPACE.to_owned(), service.name()), object.clone());
+            service_objects.push(object);
             let endpoints: Vec<_> = service
                 .endpoints
                 .iter()
@@ -207,9 +207,10 @@ impl Snapshot {
                 "ports": [{"name": PORT_NAME, "port": TARGET_PORT, "protocol": "TCP"}],
                 "endpoints": endpoints,
             }))?;
-            objects.slices.push(Arc::new(slice));
+            slices.push(Arc::new(slice));
         }
-        Ok(Snapshot { services, objects })
+        let slices = Arc::new(SlicesByService::new(slices));
+        Ok(Snapshot { services, objects: Objects { by_name, services: service_objects, slices } })
     }
 
     /// The questions of `workload`, each with its expected answer, cycling over the snapshot.
