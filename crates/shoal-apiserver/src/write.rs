@@ -78,20 +78,47 @@ pub async fn update(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     let validation = FieldValidation::from_call(call)?;
     let object = admit::normalize(resource, object, validation, &mut warnings)?;
     let precondition = meta::metadata_str(&object, "resourceVersion").to_owned();
-    for _ in 0..PATCH_ATTEMPTS_MAX {
+    let (object, precondition) = (&object, &precondition);
+    let stored = retry_raced(resource, name, |_round| async move {
         let current = read_current(api, resource, target.namespace, name).await?;
-        if !precondition.is_empty() && precondition != current.revision.to_string() {
+        if !precondition.is_empty() && *precondition != current.revision.to_string() {
             return Err(crate::objects::conflict(resource, name));
         }
         // An update without a resourceVersion is unconditional, as in Kubernetes: it is
         // written over whatever another writer saved in between.
-        match save(api, call, current, object.clone(), Ownership::Update).await {
-            Err(ApiError::Conflict { .. }) => continue,
-            Ok(stored) => return Ok(with_warnings(Reply::ok(stored.object), warnings)),
-            Err(error) => return Err(error),
+        raced(save(api, call, current, object.clone(), Ownership::Update).await)
+    })
+    .await?;
+    Ok(with_warnings(Reply::ok(stored.object), warnings))
+}
+
+/// Kubernetes' GuaranteedUpdate: runs `attempt` (a read, checks, a compare-and-swap) again
+/// while its write loses races with other writers (`Ok(None)`, see [`raced`]), at most
+/// `PATCH_ATTEMPTS_MAX` times; each round lets at least one writer through. An error is final.
+/// `attempt` is given the round, from 0.
+async fn retry_raced<T, F>(
+    resource: &ResourceType,
+    name: &str,
+    mut attempt: impl FnMut(usize) -> F,
+) -> Result<T, ApiError>
+where
+    F: Future<Output = Result<Option<T>, ApiError>>,
+{
+    for round in 0..PATCH_ATTEMPTS_MAX {
+        if let Some(done) = attempt(round).await? {
+            return Ok(done);
         }
     }
     Err(crate::objects::conflict(resource, name))
+}
+
+/// A compare-and-swap's outcome for [`retry_raced`]: a Conflict (the object moved since it
+/// was read) is a race to run again, not an error.
+fn raced<T>(outcome: Result<T, ApiError>) -> Result<Option<T>, ApiError> {
+    match outcome {
+        Err(ApiError::Conflict { .. }) => Ok(None),
+        outcome => outcome.map(Some),
+    }
 }
 
 pub async fn patch(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -103,36 +130,45 @@ pub async fn patch(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     let validation = FieldValidation::from_call(call)?;
     let patch: Value = serde_json::from_slice(&call.body)
         .map_err(|error| ApiError::bad_request(format!("the patch is not valid JSON: {error}")))?;
-    for _ in 0..PATCH_ATTEMPTS_MAX {
+    let patch = &patch;
+    let outcome = retry_raced(resource, name, |_round| async move {
         let current = match api.objects.get(resource, target.namespace, name, ReadAt::Latest).await? {
             Some(current) => current,
-            None if kind == PatchKind::Apply => return apply_create(api, call, patch).await,
+            None if kind == PatchKind::Apply => {
+                return apply_create(api, call, patch.clone()).await.map(Patched::Created).map(Some);
+            }
             None => return Err(not_found(resource, name)),
         };
         let (patched, ownership) = match kind {
-            PatchKind::Apply => {
-                (server_side_apply(call, Some(&current.object), &patch)?, Ownership::Recorded)
-            }
-            _ => (kind.apply(resource, &current.object, &patch)?, Ownership::Update),
+            PatchKind::Apply => (server_side_apply(call, Some(&current.object), patch)?, Ownership::Recorded),
+            _ => (kind.apply(resource, &current.object, patch)?, Ownership::Update),
         };
         let precondition = meta::metadata_str(&patched, "resourceVersion").to_owned();
         if !precondition.is_empty() && precondition != current.revision.to_string() {
             return Err(crate::objects::conflict(resource, name));
         }
-        let mut warnings = Vec::new();
         let mut patched = patched;
         admit::check_type(resource, &mut patched)?;
         admit::check_namespace(resource, &mut patched, target.namespace)?;
+        let mut warnings = Vec::new();
         let patched = admit::normalize(resource, patched, validation, &mut warnings)?;
         // The next round reads the object again and re-checks a precondition the patch named,
         // so only a patch without one is applied again, to the newer object, as in Kubernetes.
-        match save(api, call, current, patched, ownership).await {
-            Err(ApiError::Conflict { .. }) => continue,
-            Ok(stored) => return Ok(with_warnings(Reply::ok(stored.object), warnings)),
-            Err(error) => return Err(error),
-        }
+        let saved = raced(save(api, call, current, patched, ownership).await)?;
+        Ok(saved.map(|stored| Patched::Saved(stored, warnings)))
+    })
+    .await?;
+    match outcome {
+        Patched::Saved(stored, warnings) => Ok(with_warnings(Reply::ok(stored.object), warnings)),
+        Patched::Created(reply) => Ok(reply),
     }
-    Err(crate::objects::conflict(resource, name))
+}
+
+/// What a patch did: changed the object (with the warnings of its last round), or
+/// (server-side apply) created it.
+enum Patched {
+    Saved(Stored, Vec<String>),
+    Created(Reply),
 }
 
 /// Whether a write still has to record its manager's fields in managedFields.
@@ -595,15 +631,12 @@ pub async fn bind(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     // the compare-and-swap below refuses a stale copy, and a refusal read from one is
     // confirmed by a linearizable read before it is answered. A dry run, which writes
     // nothing to catch a stale copy, reads linearizably from the start.
-    let mut read = if call.query.dry_run { ReadAt::Latest } else { ReadAt::Any };
-    for _ in 0..PATCH_ATTEMPTS_MAX {
+    retry_raced(resource, name, |round| async move {
+        let read = if round == 0 && !call.query.dry_run { ReadAt::Any } else { ReadAt::Latest };
         let current =
             match bindable(resource, name, api.objects.get(resource, target.namespace, name, read).await?) {
                 Ok(current) => current,
-                Err(_) if read == ReadAt::Any => {
-                    read = ReadAt::Latest;
-                    continue;
-                }
+                Err(_) if read == ReadAt::Any => return Ok(None),
                 Err(refusal) => return Err(refusal),
             };
         let mut bound = current.object.clone();
@@ -612,20 +645,16 @@ pub async fn bind(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
             &mut bound,
             json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now_rfc3339()}),
         );
-        let bound_reply = || Reply::with_code(StatusCode::CREATED, success_status(None));
         if call.query.dry_run {
-            return Ok(bound_reply());
+            return Ok(Some(()));
         }
-        match api.objects.update(resource, target.namespace, name, &bound, current.revision).await {
-            Ok(_) => return Ok(bound_reply()),
-            // Another writer (a label, the pod's status) saved in between, or this member's
-            // copy was stale: the newer pod is checked and bound instead, as Kubernetes'
-            // binding does; a pod another scheduler bound meanwhile fails the check above.
-            Err(ApiError::Conflict { .. }) => read = ReadAt::Latest,
-            Err(error) => return Err(error),
-        }
-    }
-    Err(crate::objects::conflict(resource, name))
+        // Another writer (a label, the pod's status) saved in between, or this member's copy
+        // was stale: the newer pod is checked and bound instead, as Kubernetes' binding does;
+        // a pod another scheduler bound meanwhile fails the check above.
+        Ok(raced(api.objects.update(resource, target.namespace, name, &bound, current.revision).await)?.map(drop))
+    })
+    .await?;
+    Ok(Reply::with_code(StatusCode::CREATED, success_status(None)))
 }
 
 /// The pod read, if it can be bound: it exists, has no node yet and is not being deleted.
@@ -718,7 +747,8 @@ async fn change_scale(
 ) -> Result<Reply, ApiError> {
     let target = &call.target;
     let name = target.name.expect("scale has a name");
-    for _ in 0..PATCH_ATTEMPTS_MAX {
+    let change = &change;
+    let stored = retry_raced(target.resource, name, |_round| async move {
         let current = read_current(api, target.resource, target.namespace, name).await?;
         let scale = change(&scale_of(&current.object))?;
         let precondition = meta::metadata_str(&scale, "resourceVersion").to_owned();
@@ -731,14 +761,11 @@ async fn change_scale(
             .ok_or_else(|| ApiError::bad_request("a Scale needs spec.replicas as an integer"))?;
         let mut object = current.object.clone();
         object["spec"]["replicas"] = json!(replicas);
-        match save_scaled(api, call, current, object).await {
-            Ok(stored) => return Ok(Reply::ok(scale_of(&stored.object))),
-            // As in `patch`: the next round re-checks a precondition the Scale named.
-            Err(ApiError::Conflict { .. }) => continue,
-            Err(error) => return Err(error),
-        }
-    }
-    Err(crate::objects::conflict(target.resource, name))
+        // As in `patch`: the next round re-checks a precondition the Scale named.
+        raced(save_scaled(api, call, current, object).await)
+    })
+    .await?;
+    Ok(Reply::ok(scale_of(&stored.object)))
 }
 
 async fn save_scaled(
