@@ -311,7 +311,9 @@ impl Cache {
             .filter(|o| takes_part(o))
             .cloned()
             .collect();
-        let mut owners: HashSet<(&GroupKind, Option<&str>, &str)> = HashSet::new();
+        // Owners that take no part themselves, each once: found by the dependents' references.
+        let mut named: Vec<&Object> = Vec::new();
+        let mut seen: HashSet<(&GroupKind, Option<&str>, &str)> = HashSet::new();
         for dependent in &objects {
             for reference in &dependent.owner_references {
                 let group_kind = GroupKind::from_api_version(&reference.api_version, &reference.kind);
@@ -321,14 +323,13 @@ impl Cache {
                     _ => None,
                 };
                 let Some(owner) = kind.objects.get(&(namespace, reference.name.clone())) else { continue };
-                if !takes_part(owner) {
-                    owners.insert((group_kind, owner.namespace.as_deref(), owner.name.as_str()));
+                let key = (group_kind, owner.namespace.as_deref(), owner.name.as_str());
+                if !takes_part(owner) && seen.insert(key) {
+                    named.push(owner);
                 }
             }
         }
-        let named = owners.into_iter().filter_map(|(group_kind, namespace, name)| {
-            self.kinds[group_kind].objects.get(&(namespace.map(str::to_owned), name.to_owned())).cloned()
-        });
+        let named: Vec<Object> = named.into_iter().cloned().collect();
         objects.extend(named);
         Some(Snapshot { kinds, objects })
     }
