@@ -88,9 +88,7 @@ pub async fn start<C>(config: DnsServerConfig, cluster: C) -> io::Result<DnsServ
 where
     C: ClusterView + Send + Sync + 'static,
 {
-    let udp = bind_udp(config.listen)?;
-    let addr = udp.local_addr()?;
-    let tcp = bind_tcp(addr)?;
+    let (udp, tcp, addr) = bind_both(config.listen)?;
     let context = Arc::new(Context {
         cluster,
         zone: super::cluster_zone(),
@@ -100,6 +98,30 @@ where
     let tasks =
         vec![tokio::spawn(serve_udp(Arc::new(udp), context.clone())), tokio::spawn(serve_tcp(tcp, context))];
     Ok(DnsServer { addr, tasks })
+}
+
+/// Ports tried, when `listen` names port 0, for one free for both UDP and TCP: the port the
+/// UDP socket is given may be another socket's TCP port.
+const FREE_PORT_ATTEMPTS_MAX: usize = 16;
+
+/// A UDP and a TCP socket on one address: `listen`, or with port 0 one port free for both.
+fn bind_both(listen: SocketAddr) -> io::Result<(UdpSocket, TcpListener, SocketAddr)> {
+    let mut attempt = 0;
+    loop {
+        let udp = bind_udp(listen)?;
+        let addr = udp.local_addr()?;
+        match bind_tcp(addr) {
+            Ok(tcp) => return Ok((udp, tcp, addr)),
+            Err(error)
+                if listen.port() == 0
+                    && error.kind() == io::ErrorKind::AddrInUse
+                    && attempt + 1 < FREE_PORT_ATTEMPTS_MAX =>
+            {
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// The first `nameserver` of a resolv.conf that is not `own` (forwarding to ourselves would
