@@ -1,10 +1,12 @@
 //! The node's service proxy: what it listens on and where each connection goes.
 //!
 //! With the process runtime, pods share the host's network and have loopback addresses, and
-//! so do Service ClusterIPs (127.96.0.0/16). The proxy is therefore a userspace TCP proxy,
-//! like kube-proxy's old userspace mode: for each TCP port of each Service it listens on
-//! `<clusterIP>:<port>` (and on `<node ip>:<nodePort>` for NodePort and LoadBalancer
-//! Services) and splices every accepted connection to one ready endpoint.
+//! so do Service ClusterIPs (127.96.0.0/16). By default the proxy is therefore a userspace TCP
+//! proxy, like kube-proxy's old userspace mode, which needs no privileges: for each TCP port
+//! of each Service it listens on `<clusterIP>:<port>` (and on `<node ip>:<nodePort>` for
+//! NodePort and LoadBalancer Services) and splices every accepted connection to one ready
+//! endpoint ([`runtime`]). With [`ProxyMode::Nftables`] the same table becomes nf_tables rules
+//! instead, and the kernel rewrites each connection's destination ([`nftables`]).
 //!
 //! This module is the pure part: [`Table::compute`] turns a snapshot of Services and
 //! EndpointSlices into the table of listeners and their routes, [`diff`] says which listeners
@@ -24,6 +26,7 @@
 //! (only TCP is spliced), FQDN slices, and the cluster DNS Service (the agent serves DNS on its
 //! address itself).
 
+pub mod nftables;
 pub mod runtime;
 #[cfg(test)]
 mod tests;
@@ -43,6 +46,18 @@ pub const AFFINITY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10_800);
 /// Client IPs remembered per Service port for session affinity at most: beyond it the least
 /// recently seen client is forgotten, so a scan from many addresses cannot grow the table.
 pub const AFFINITY_ENTRIES_MAX: usize = 4096;
+
+/// How the proxy moves a connection to its endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// The agent accepts each connection and splices it to an endpoint ([`runtime`]): works
+    /// without privileges, and retries a refused connect on another endpoint.
+    #[default]
+    Userspace,
+    /// The kernel rewrites each new connection's destination to an endpoint ([`nftables`]):
+    /// no byte passes through the agent; needs `CAP_NET_ADMIN` and the `nft` command.
+    Nftables,
+}
 
 /// One port of one Service.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

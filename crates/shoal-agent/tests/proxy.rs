@@ -1,6 +1,10 @@
 //! The service proxy's runtime on real loopback sockets, without a cluster: tiny tokio servers
 //! are the endpoints, each answering a connection with its name and then echoing what it
 //! reads; the proxy listens on a loopback address of its own per test.
+//!
+//! The kernel path's tests (`kernel_…`) program nf_tables, each in a network namespace of its
+//! own: they need root and the `nft` command, print why they skip without them, and fail
+//! instead when `SHOAL_REQUIRE_ROOT_TESTS=1` (CI).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,8 +16,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use serde_json::json;
+use shoal_agent::proxy::nftables;
 use shoal_agent::proxy::runtime::{self, Proxy, ProxyConfig};
-use shoal_agent::proxy::{NodeAddresses, Route, ServicePortName};
+use shoal_agent::proxy::{Entry, NodeAddresses, ProxyMode, Route, ServicePortName, Table};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -205,26 +210,42 @@ fn web_slice(name: &str, endpoint: SocketAddr, ready: bool) -> EndpointSlice {
     .expect("a slice")
 }
 
-#[tokio::test]
-async fn an_endpoint_turned_not_ready_gets_no_new_connections_within_a_second() {
-    // The proxy's own loop over reflector caches, fed by hand as the watches would: once the
-    // slice says `two` is not ready, within a second every new connection goes to `one`.
-    let (one, two) = (backend("one").await, backend("two").await);
-    let listen = free_address("127.97.0.4");
-    let (services, mut services_writer) = reflector::store::<Service>();
-    let (slices, mut slices_writer) = reflector::store::<EndpointSlice>();
-    let changed = Arc::new(Notify::new());
-    services_writer.apply_watcher_event(&Event::Apply(web_service(listen)));
-    slices_writer.apply_watcher_event(&Event::Apply(web_slice("web-one", one.address, true)));
-    slices_writer.apply_watcher_event(&Event::Apply(web_slice("web-two", two.address, true)));
-    let config = ProxyConfig {
-        node: NodeAddresses { node_ip: "127.0.0.1".parse().expect("an address"), cluster_dns: None },
-        connections_max: runtime::CONNECTIONS_MAX,
-    };
-    let _proxy = AbortOnDrop(tokio::spawn(runtime::run(config, services, slices, changed.clone())));
-    changed.notify_one();
+/// The proxy's own loop over reflector caches of Service `web` and its slices, fed by hand as
+/// the watches would.
+struct WebProxy {
+    slices: reflector::store::Writer<EndpointSlice>,
+    changed: Arc<Notify>,
+    _task: AbortOnDrop,
+}
 
-    // Both endpoints answer, alternately.
+impl WebProxy {
+    /// Runs the proxy in `mode` for `web` on `listen`, with two ready endpoints.
+    fn start(mode: ProxyMode, listen: SocketAddr, one: &Backend, two: &Backend) -> WebProxy {
+        let (services, mut services_writer) = reflector::store::<Service>();
+        let (slices, slices_writer) = reflector::store::<EndpointSlice>();
+        services_writer.apply_watcher_event(&Event::Apply(web_service(listen)));
+        let config = ProxyConfig {
+            node: NodeAddresses { node_ip: "127.0.0.1".parse().expect("an address"), cluster_dns: None },
+            connections_max: runtime::CONNECTIONS_MAX,
+            mode,
+        };
+        let changed = Arc::new(Notify::new());
+        let task = AbortOnDrop(tokio::spawn(runtime::run(config, services, slices, changed.clone())));
+        let mut proxy = WebProxy { slices: slices_writer, changed, _task: task };
+        proxy.set_ready("web-one", one, true);
+        proxy.set_ready("web-two", two, true);
+        proxy
+    }
+
+    /// Applies slice `name`, with `endpoint` ready or not, and tells the proxy.
+    fn set_ready(&mut self, name: &str, endpoint: &Backend, ready: bool) {
+        self.slices.apply_watcher_event(&Event::Apply(web_slice(name, endpoint.address, ready)));
+        self.changed.notify_one();
+    }
+}
+
+/// Waits until both `one` and `two` have answered a connection to `listen`.
+async fn both_answer(listen: SocketAddr) {
     let deadline = Instant::now() + PATIENCE;
     let mut seen = Vec::new();
     while !(seen.contains(&"one".to_owned()) && seen.contains(&"two".to_owned())) {
@@ -234,9 +255,19 @@ async fn an_endpoint_turned_not_ready_gets_no_new_connections_within_a_second() 
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
+}
 
-    slices_writer.apply_watcher_event(&Event::Apply(web_slice("web-two", two.address, false)));
-    changed.notify_one();
+#[tokio::test]
+async fn an_endpoint_turned_not_ready_gets_no_new_connections_within_a_second() {
+    // The proxy's own loop over reflector caches, fed by hand as the watches would: once the
+    // slice says `two` is not ready, within a second every new connection goes to `one`.
+    let (one, two) = (backend("one").await, backend("two").await);
+    let listen = free_address("127.97.0.4");
+    let mut proxy = WebProxy::start(ProxyMode::Userspace, listen, &one, &two);
+    // Both endpoints answer, alternately.
+    both_answer(listen).await;
+
+    proxy.set_ready("web-two", &two, false);
     let changed_at = Instant::now();
     // Round-robin over two endpoints never answers `one` four times in a row.
     let mut in_a_row = 0;
@@ -280,4 +311,170 @@ async fn agents_on_one_machine_share_a_listen_address() {
         assert_eq!(which(listen).await.as_deref(), Some("one"));
     }
     assert_eq!(first.listening().count() + second.listening().count(), 2);
+}
+
+/// Runs a kernel path test in a network namespace of its own, on a runtime of its own; without
+/// root or the `nft` command it prints why and skips, unless `SHOAL_REQUIRE_ROOT_TESTS=1`.
+fn in_private_network<F: Future<Output = ()>>(test: &str, body: impl FnOnce() -> F + Send) {
+    let required = std::env::var("SHOAL_REQUIRE_ROOT_TESTS").as_deref() == Ok("1");
+    let missing = if !rustix::process::geteuid().is_root() {
+        Some("it needs root (nf_tables and a network namespace)")
+    } else if std::process::Command::new("nft").arg("--version").output().is_err() {
+        Some("it needs the nft command (Debian package nftables)")
+    } else {
+        None
+    };
+    if let Some(reason) = missing {
+        assert!(!required, "{test}: {reason}");
+        eprintln!("skipping {test}: {reason}");
+        return;
+    }
+    nftables::in_private_network(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(body());
+    })
+    .expect("a private network namespace");
+}
+
+/// Connects from `source` (any port) to `address` through the kernel path.
+async fn connect_from(source: IpAddr, address: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(address).await
+}
+
+fn web_table(
+    listen: SocketAddr,
+    endpoints: &[SocketAddr],
+    affinity: Option<Duration>,
+) -> (ServicePortName, Entry) {
+    let service = ServicePortName { namespace: "default".into(), service: "web".into(), port: String::new() };
+    let route = Route { service: service.clone(), endpoints: endpoints.to_vec(), affinity };
+    (service, Entry { listen: vec![listen], route })
+}
+
+#[test]
+fn kernel_path_balances_follows_readiness_within_a_second_and_resets_without_endpoints() {
+    in_private_network("kernel_path_balances_follows_readiness", || async {
+        let (one, two) = (backend("one").await, backend("two").await);
+        let listen: SocketAddr = "127.96.7.1:80".parse().expect("an address");
+        let mut proxy = WebProxy::start(ProxyMode::Nftables, listen, &one, &two);
+        // Both endpoints answer; nothing listens on the ClusterIP, so every answer came
+        // through the kernel's rewrite.
+        both_answer(listen).await;
+        // A mebibyte crosses both ways.
+        let mut stream = TcpStream::connect(listen).await.expect("connecting");
+        let mut name = [0u8; 4];
+        stream.read_exact(&mut name).await.expect("the endpoint's name");
+        let sent = pattern(1 << 20, 3);
+        let (mut reader, mut writer) = stream.into_split();
+        let writing = tokio::spawn(async move {
+            writer.write_all(&sent).await.expect("writing");
+            writer.shutdown().await.expect("half-closing");
+        });
+        let mut echoed = Vec::new();
+        reader.read_to_end(&mut echoed).await.expect("reading the echo");
+        writing.await.expect("the writer");
+        assert_eq!(echoed, pattern(1 << 20, 3));
+
+        // `two` turns not ready: within a second new connections go to `one` only (ten in a row
+        // by chance has odds of 1 in 1,024 while both are drawn from).
+        proxy.set_ready("web-two", &two, false);
+        let changed_at = Instant::now();
+        let mut in_a_row = 0;
+        while in_a_row < 10 {
+            assert!(changed_at.elapsed() < Duration::from_secs(1), "two still gets connections after 1 s");
+            in_a_row = if which(listen).await.as_deref() == Some("one") { in_a_row + 1 } else { 0 };
+        }
+        for _ in 0..20 {
+            assert_eq!(which(listen).await.as_deref(), Some("one"));
+        }
+
+        // No ready endpoint: a connection is reset at once.
+        proxy.set_ready("web-one", &one, false);
+        let changed_at = Instant::now();
+        loop {
+            assert!(changed_at.elapsed() < Duration::from_secs(1), "one still gets connections after 1 s");
+            match TcpStream::connect(listen).await {
+                Err(error) => {
+                    assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused, "{error}");
+                    break;
+                }
+                Ok(stream) => assert_eq!(answer(stream).await.as_deref(), Some("one")),
+            }
+        }
+    });
+}
+
+#[test]
+fn kernel_affinity_outlives_an_unrelated_change_and_stale_rules_go() {
+    in_private_network("kernel_affinity_outlives_an_unrelated_change", || async {
+        let (one, two) = (backend("one").await, backend("two").await);
+        let listen: SocketAddr = "127.96.7.2:80".parse().expect("an address");
+        let other: SocketAddr = "127.96.7.3:80".parse().expect("an address");
+        let (web, web_entry) = web_table(listen, &[one.address, two.address], Some(Duration::from_secs(600)));
+        let other_name =
+            ServicePortName { namespace: "default".into(), service: "other".into(), port: "http".into() };
+        let other_entry = Entry {
+            listen: vec![other],
+            route: Route { service: other_name.clone(), endpoints: vec![one.address], affinity: None },
+        };
+        let both =
+            Table { entries: BTreeMap::from([(web.clone(), web_entry.clone()), (other_name, other_entry)]) };
+        nftables::write(&both).await.expect("writing the table");
+
+        let client: IpAddr = "127.0.0.7".parse().expect("an address");
+        let first = answer(connect_from(client, listen).await.expect("connecting")).await.expect("an answer");
+        for _ in 0..10 {
+            let again = answer(connect_from(client, listen).await.expect("connecting")).await;
+            assert_eq!(again.as_ref(), Some(&first), "the client sticks to its endpoint");
+        }
+        assert_eq!(which(other).await.as_deref(), Some("one"));
+
+        // Removing the other Service rewrites the table: its chains go, the client keeps its
+        // endpoint.
+        let web_only = Table { entries: BTreeMap::from([(web, web_entry)]) };
+        nftables::write(&web_only).await.expect("writing the table");
+        let existing = nftables::existing().await.expect("listing the table");
+        assert!(existing.chains.iter().all(|chain| !chain.contains("/other/")), "{existing:?}");
+        assert!(existing.chains.contains("svc-default/web/_"), "{existing:?}");
+        for _ in 0..10 {
+            let again = answer(connect_from(client, listen).await.expect("connecting")).await;
+            assert_eq!(again.as_ref(), Some(&first), "the client still sticks to its endpoint");
+        }
+        assert!(TcpStream::connect(other).await.is_err(), "nothing routes the removed Service");
+    });
+}
+
+#[test]
+fn kernel_writers_racing_on_one_table_converge_on_the_last() {
+    // Two agents of one machine write the same kernel table with different views at once;
+    // whatever interleaving, a final write leaves exactly its own chains.
+    in_private_network("kernel_writers_racing_on_one_table_converge", || async {
+        let endpoint = |port: u16| SocketAddr::new("127.0.0.1".parse().expect("an address"), port);
+        let views: Vec<Table> = (0..4u16)
+            .map(|view| {
+                let listen = SocketAddr::new("127.96.7.4".parse().expect("an address"), 80 + view);
+                let (name, entry) = web_table(listen, &[endpoint(9000 + view), endpoint(9100 + view)], None);
+                Table { entries: BTreeMap::from([(name, entry)]) }
+            })
+            .collect();
+        let mut writers = tokio::task::JoinSet::new();
+        for round in 0..8 {
+            let view = views[round % views.len()].clone();
+            writers.spawn(async move { nftables::write(&view).await });
+        }
+        while writers.join_next().await.is_some() {}
+        nftables::write(&views[1]).await.expect("the last write");
+        let existing = nftables::existing().await.expect("listing the table");
+        let service_chains: Vec<&String> = existing
+            .chains
+            .iter()
+            .filter(|chain| !chain.starts_with("nat-") && !chain.starts_with("reject-"))
+            .collect();
+        assert_eq!(
+            service_chains,
+            ["ep-default/web/_/127.0.0.1/9001", "ep-default/web/_/127.0.0.1/9101", "svc-default/web/_"]
+        );
+    });
 }

@@ -14,8 +14,8 @@ use shoal_agent::dns::server::{DnsServerConfig, upstream_from_resolv_conf};
 use shoal_agent::lease::{LeaseTiming, RENEW_INTERVAL_DEFAULT};
 use shoal_agent::lifecycle::BackoffPolicy;
 use shoal_agent::node::{Capacity, NodeIdentity};
-use shoal_agent::proxy::NodeAddresses;
 use shoal_agent::proxy::runtime::ProxyConfig;
+use shoal_agent::proxy::{NodeAddresses, ProxyMode};
 use shoal_agent::runtime::log_file::LogLimits;
 use shoal_agent::runtime::process::{Ipv4Cidr, ProcessRuntime, ProcessRuntimeConfig};
 use shoal_controllers::failure_detector::AGENT_HEARTBEAT_INTERVAL;
@@ -93,6 +93,28 @@ pub struct AgentArgs {
     /// Runs no service proxy (the same as `--proxy=false`).
     #[arg(long)]
     pub no_proxy: bool,
+    /// How the proxy moves connections: `userspace` accepts each and splices it to an
+    /// endpoint (no privileges needed; a refused connect is retried on another endpoint);
+    /// `nftables` has the kernel rewrite each new connection's destination (no byte passes
+    /// through the agent; needs root and the nft command). See ARCHITECTURE.md.
+    #[arg(long, value_enum, default_value_t = ProxyModeArg::Userspace)]
+    pub proxy_mode: ProxyModeArg,
+}
+
+/// `--proxy-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyModeArg {
+    Userspace,
+    Nftables,
+}
+
+impl From<ProxyModeArg> for ProxyMode {
+    fn from(mode: ProxyModeArg) -> ProxyMode {
+        match mode {
+            ProxyModeArg::Userspace => ProxyMode::Userspace,
+            ProxyModeArg::Nftables => ProxyMode::Nftables,
+        }
+    }
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -174,6 +196,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         proxy: (args.proxy && !args.no_proxy).then_some(ProxyConfig {
             node: NodeAddresses { node_ip: args.node_ip, cluster_dns: Some(args.cluster_dns) },
             connections_max: shoal_agent::proxy::runtime::CONNECTIONS_MAX,
+            mode: args.proxy_mode.into(),
         }),
     };
     tracing::info!(node = name, server = args.server, kubelet = %kubelet.addr, "agent running");

@@ -7,8 +7,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, ValueEnum as _};
 
+use crate::agent::ProxyModeArg;
 use crate::local_cluster::{LocalCluster, LocalClusterConfig, Ports};
 
 #[derive(Args, Clone, Debug)]
@@ -25,6 +26,10 @@ pub struct UpArgs {
     /// Number of worker nodes (`shoal agent` processes named a1, a2, …).
     #[arg(long, default_value_t = 2)]
     pub agents: u16,
+    /// How every agent's service proxy moves connections (`shoal agent --proxy-mode`):
+    /// `nftables` needs root and the nft command.
+    #[arg(long, value_enum, default_value_t = ProxyModeArg::Userspace)]
+    pub proxy_mode: ProxyModeArg,
 }
 
 /// Where `shoal up` keeps a cluster unless told otherwise: `~/.shoal/up`.
@@ -43,9 +48,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut cluster = LocalCluster::new(config)?;
     cluster.start(usize::from(args.members)).await?;
     cluster.wait_ready().await?;
+    let mode = args.proxy_mode.to_possible_value().expect("every mode has a name");
+    let agent_args = ["--proxy-mode", mode.get_name()];
     for i in 0..usize::from(args.agents) {
         // Each agent joins through a different server, as agents spread over a real cluster do.
-        cluster.start_agent(&format!("a{}", i + 1), i % cluster.len(), &[]).await?;
+        cluster.start_agent(&format!("a{}", i + 1), i % cluster.len(), &agent_args).await?;
     }
 
     let members = (0..cluster.len()).map(|i| cluster.member(i)).collect::<Vec<_>>();

@@ -1,7 +1,7 @@
 //! The proxy's sockets: one listener per address of the [`Table`], each accepted connection
 //! spliced to an endpoint the listener's [`Balancer`] picks.
 //!
-//! [`run`] recomputes the table whenever the node's Service or EndpointSlice cache changes
+//! [`run`] (in [`ProxyMode::Userspace`]; the kernel path is [`super::nftables`]) recomputes the table whenever the node's Service or EndpointSlice cache changes
 //! (the caches' reflectors signal it) and hands it to [`Proxy::apply`]: new addresses are
 //! bound, vanished ones closed, and listeners whose endpoints changed get their new route at
 //! once, so the next connection they accept already sees it. Connections already spliced are
@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use super::{Balancer, NodeAddresses, Route, Table, diff};
+use super::{Balancer, NodeAddresses, ProxyMode, Route, Table, diff};
 
 #[cfg(target_os = "linux")]
 pub mod zero_copy;
@@ -51,6 +51,7 @@ pub struct ProxyConfig {
     pub node: NodeAddresses,
     /// See [`CONNECTIONS_MAX`].
     pub connections_max: usize,
+    pub mode: ProxyMode,
 }
 
 /// Keeps the node's listeners in step with its Service and EndpointSlice caches, until the
@@ -61,6 +62,9 @@ pub async fn run(
     endpoint_slices: Store<EndpointSlice>,
     changed: Arc<Notify>,
 ) {
+    if config.mode == ProxyMode::Nftables {
+        return super::nftables::run(config.node, services, endpoint_slices, changed).await;
+    }
     let mut proxy = Proxy::new(config.connections_max);
     loop {
         let (services, slices) = (services.state(), endpoint_slices.state());

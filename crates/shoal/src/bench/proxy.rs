@@ -1,11 +1,14 @@
 //! `shoal bench proxy`: the service proxy's throughput and added latency against a direct
 //! connection to the same backend, in one run.
 //!
-//! No cluster: the bench drives the agent's proxy runtime ([`Proxy`]) in-process with a fixed
-//! table, one listen address (a loopback ClusterIP) routed to one echo server on loopback.
-//! The clients, the proxy and the echo server share this process's tokio runtime, so the
-//! figures are those of a proxy on a machine busy with its own clients. Each workload runs
-//! first directly against the echo server, then through the proxy:
+//! No cluster: the bench drives the agent's proxy in-process with a fixed table, one listen
+//! address (a loopback ClusterIP) routed to one echo server on loopback. `--mode userspace`
+//! (the default) runs the proxy runtime ([`Proxy`]): the clients, the proxy and the echo server
+//! share this process's tokio runtime, so the figures are those of a proxy on a machine busy
+//! with its own clients. `--mode nftables` writes the kernel table instead
+//! ([`nftables::write`]), in a network namespace of the bench's own (it needs root and the nft
+//! command), and the kernel rewrites each connection. Each workload runs first directly
+//! against the echo server, then through the proxy:
 //! - latency on one kept-open connection: `--message-bytes` out, the same back, sequentially;
 //! - latency of a fresh connection per exchange (connect, one exchange, close), where the
 //!   proxy adds its own connect to the endpoint;
@@ -19,14 +22,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use shoal_agent::proxy::nftables;
 use shoal_agent::proxy::runtime::{CONNECTIONS_MAX, Proxy};
-use shoal_agent::proxy::{Route, ServicePortName};
+use shoal_agent::proxy::{Entry, Route, ServicePortName, Table};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::workload::Latency;
+use crate::agent::ProxyModeArg;
 
 #[derive(Args, Clone, Debug)]
 pub struct BenchProxyArgs {
@@ -42,6 +47,9 @@ pub struct BenchProxyArgs {
     /// Length of each throughput run, in seconds.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
+    /// The proxy path measured (`shoal agent --proxy-mode`).
+    #[arg(long, value_enum, default_value_t = ProxyModeArg::Userspace)]
+    pub mode: ProxyModeArg,
 }
 
 /// The loopback ClusterIP the bench's proxy listens on (port chosen free at start).
@@ -51,17 +59,42 @@ const CHUNK_BYTES: usize = 64 * 1024;
 
 pub async fn run(args: BenchProxyArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.message_bytes > 0 && args.connections > 0, "nothing to measure");
+    if args.mode == ProxyModeArg::Userspace {
+        return measure(args).await;
+    }
+    // The bench's kernel table lives and dies with a network namespace of its own, on a thread
+    // of its own whose runtime has as many workers as this one.
+    let in_namespace = move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        runtime.block_on(measure(args))
+    };
+    tokio::task::spawn_blocking(move || nftables::in_private_network(in_namespace))
+        .await?
+        .context("a network namespace for the bench (it needs root)")?
+}
+
+/// Sets up the proxy path of `args.mode` and runs the workloads directly and through it.
+async fn measure(args: BenchProxyArgs) -> anyhow::Result<()> {
     let backend = echo_server().await?;
     let listen = {
         let probe = std::net::TcpListener::bind((LISTEN_IP, 0)).context("finding a free port on loopback")?;
         probe.local_addr()?
     };
-    let mut proxy = Proxy::new(CONNECTIONS_MAX);
     let service = ServicePortName { namespace: "bench".into(), service: "echo".into(), port: String::new() };
-    proxy.apply([(listen, Route { service, endpoints: vec![backend], affinity: None })].into());
-    anyhow::ensure!(!proxy.has_unbound(), "the proxy could not listen on {listen}");
+    let route = Route { service: service.clone(), endpoints: vec![backend], affinity: None };
+    let mut proxy = Proxy::new(CONNECTIONS_MAX);
+    match args.mode {
+        ProxyModeArg::Userspace => {
+            proxy.apply([(listen, route)].into());
+            anyhow::ensure!(!proxy.has_unbound(), "the proxy could not listen on {listen}");
+        }
+        ProxyModeArg::Nftables => {
+            let table = Table { entries: [(service, Entry { listen: vec![listen], route })].into() };
+            nftables::write(&table).await.context("writing the kernel table")?;
+        }
+    }
 
-    println!("| workload | direct | through the proxy | difference |");
+    println!("| workload ({:?} proxy) | direct | through the proxy | difference |", args.mode);
     println!("|---|---|---|---|");
     let (direct, proxied) =
         (kept_open_latency(backend, &args).await?, kept_open_latency(listen, &args).await?);
