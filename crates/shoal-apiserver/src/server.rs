@@ -78,14 +78,37 @@ pub enum ApiStartError {
 /// A running API server.
 pub struct RunningApiServer {
     pub addr: SocketAddr,
+    api: Arc<Api>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl RunningApiServer {
+    /// The API for a client inside this process acting as `user`: its requests are served
+    /// without a connection (no TLS, TCP or HTTP framing) but otherwise as any other, through
+    /// authorization, admission and the store.
+    pub fn local(&self, user: User) -> LocalApi {
+        LocalApi { api: self.api.clone(), user }
+    }
+
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// The API server as a function, for the clients inside its process (the controllers and the
+/// scheduler of a `shoal server`), as one user. It goes on serving after the listener stops.
+#[derive(Clone)]
+pub struct LocalApi {
+    api: Arc<Api>,
+    user: User,
+}
+
+impl LocalApi {
+    pub async fn handle(&self, request: http::Request<UnsyncBoxBody<Bytes, std::io::Error>>) -> http::Response<Body> {
+        let (parts, body) = request.into_parts();
+        self.api.handle(parts, body, Some(self.user.clone())).await
     }
 }
 
@@ -114,9 +137,9 @@ pub async fn start(config: ApiServerConfig, store: Store) -> Result<RunningApiSe
         .map_err(|source| ApiStartError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ApiStartError::Bind { addr: config.listen, source })?;
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, acceptor, api, stopped));
+    let task = tokio::spawn(accept_loop(listener, acceptor, api.clone(), stopped));
     tracing::info!(%addr, "Kubernetes API serving");
-    Ok(RunningApiServer { addr, stop, task })
+    Ok(RunningApiServer { addr, api, stop, task })
 }
 
 async fn accept_loop(

@@ -92,13 +92,6 @@ pub fn write_new_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The controllers' client certificate: they act on the whole cluster.
-pub fn ensure_controllers_cert(ca: &ClusterCa, dir: &Path) -> anyhow::Result<TlsFiles> {
-    let mut request = issue_request("shoal:controllers", Usage::Client);
-    request.organizations.push("system:masters".into());
-    ensure_issued(ca, dir, "controllers", &request)
-}
-
 /// The certificate API servers present to agents' kubelet ports (group `shoal:apiservers`).
 pub fn ensure_kubelet_client_cert(ca: &ClusterCa, dir: &Path) -> anyhow::Result<TlsFiles> {
     let mut request = issue_request("shoal:apiserver", Usage::Client);

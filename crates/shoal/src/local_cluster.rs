@@ -167,7 +167,6 @@ impl LocalCluster {
         let pki_dir = config.dir.join("pki");
         let ca = crate::certs::ensure_ca(&pki_dir, &config.cluster_token)?;
         let admin = crate::certs::ensure_admin_cert(&ca, &pki_dir)?;
-        crate::certs::ensure_controllers_cert(&ca, &pki_dir)?;
         crate::certs::ensure_kubelet_client_cert(&ca, &pki_dir)?;
         // Created here, before any member starts, so concurrent first starts cannot race.
         crate::certs::ensure_admin_token(&pki_dir)?;

@@ -93,16 +93,19 @@ pub enum InitialClusterState {
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    // It is the holder of the controllers' Leases, and their fence header carries it.
+    let printable = |c: char| c.is_ascii_graphic();
+    anyhow::ensure!(!args.name.is_empty() && args.name.chars().all(printable), "--name must be printable ASCII");
     let (config, api_config) = config(&args)?;
     let mut server = shoal_store::server::start(config).await.context("starting the store member")?;
     let api =
         shoal_apiserver::start(api_config, server.store.clone()).await.context("starting the API server")?;
-    let kubeconfig = controllers_kubeconfig(&args, api.addr)?;
     let mut controllers_config = shoal_controllers::Config::default();
     controllers_config.hpa.sync_period = Duration::from_millis(args.horizontal_pod_autoscaler_sync_period_ms);
     controllers_config.controllers = args.controllers.clone();
+    let controllers_api = api.local(crate::controller_manager::controllers_user());
     let controllers =
-        tokio::spawn(crate::controller_manager::run(args.name.clone(), kubeconfig, controllers_config));
+        tokio::spawn(crate::controller_manager::run(args.name.clone(), controllers_api, controllers_config));
     tracing::info!(
         id = %format!("{:x}", server.store.id()),
         peer = %server.peer_addr,
@@ -185,19 +188,6 @@ fn config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, shoal_apiserver::A
     config.auto_compaction_retained = args.auto_compaction_retained;
     config.snapshot_every_entries = args.snapshot_every_entries;
     Ok((config, api_config))
-}
-
-/// Writes the kubeconfig the controllers use to reach this server's API over loopback.
-fn controllers_kubeconfig(args: &ServerArgs, api: SocketAddr) -> anyhow::Result<PathBuf> {
-    let pki_dir = args.pki_dir.clone().unwrap_or_else(|| args.data_dir.join("pki"));
-    let ca = crate::certs::ensure_ca(&pki_dir, &args.cluster_token)?;
-    let files = crate::certs::ensure_controllers_cert(&ca, &pki_dir)?;
-    let host = if api.ip().is_unspecified() { "127.0.0.1".to_owned() } else { api.ip().to_string() };
-    let path = args.data_dir.join("controllers.kubeconfig");
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    crate::kubeconfig::write(&path, &format!("https://{host}:{}", api.port()), &files)?;
-    Ok(path)
 }
 
 /// The host part of `scheme://host:port`.

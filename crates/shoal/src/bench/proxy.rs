@@ -13,7 +13,9 @@
 //! - latency of a fresh connection per exchange (connect, one exchange, close), where the
 //!   proxy adds its own connect to the endpoint;
 //! - throughput: `--connections` connections each streaming 64 KiB writes for `--seconds`
-//!   while reading the echo back; bytes echoed per second.
+//!   while reading the echo back; bytes echoed per second. The time is cut into `--rounds`
+//!   rounds that alternate direct and proxied runs, and the medians are compared, so that a
+//!   neighbour's burst on a noisy machine weighs on both sides.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -44,9 +46,12 @@ pub struct BenchProxyArgs {
     /// Connections of the throughput runs.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
-    /// Length of each throughput run, in seconds.
-    #[arg(long, default_value_t = 5)]
+    /// Length of the throughput runs on each side (direct, proxied), in seconds.
+    #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Rounds the throughput runs are cut into, each a direct run then a proxied one.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
     /// The proxy path measured (`shoal agent --proxy-mode`).
     #[arg(long, value_enum, default_value_t = ProxyModeArg::Userspace)]
     pub mode: ProxyModeArg,
@@ -102,11 +107,22 @@ async fn measure(args: BenchProxyArgs) -> anyhow::Result<()> {
     let (direct, proxied) =
         (fresh_connection_latency(backend, &args).await?, fresh_connection_latency(listen, &args).await?);
     print_latency("new connection per exchange", direct, proxied);
-    let (direct, proxied) = (throughput(backend, &args).await?, throughput(listen, &args).await?);
-    let loss = 100.0 * (1.0 - proxied / direct);
+    let round = Duration::from_secs(args.seconds) / args.rounds.max(1);
+    let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds.max(1) {
+        direct.push(throughput(backend, args.connections, round).await?);
+        proxied.push(throughput(listen, args.connections, round).await?);
+    }
+    let losses: Vec<f64> =
+        direct.iter().zip(&proxied).map(|(direct, proxied)| loss(*direct, *proxied)).collect();
+    let (direct, proxied) = (median(direct), median(proxied));
+    let (least, most) =
+        losses.iter().fold((f64::MAX, f64::MIN), |(least, most), loss| (least.min(*loss), most.max(*loss)));
     println!(
-        "| throughput, {} connections | {direct:.0} MiB/s | {proxied:.0} MiB/s | {loss:+.1} % loss |",
-        args.connections
+        "| throughput, {} connections, median of {} rounds | {direct:.0} MiB/s | {proxied:.0} MiB/s | {:+.1} % loss (rounds {least:+.1} to {most:+.1} %) |",
+        args.connections,
+        losses.len(),
+        loss(direct, proxied),
     );
     Ok(())
 }
@@ -182,12 +198,22 @@ async fn fresh_connection_latency(address: SocketAddr, args: &BenchProxyArgs) ->
     Ok(Latency::of(samples))
 }
 
-/// MiB per second echoed back over `args.connections` streaming connections.
-async fn throughput(address: SocketAddr, args: &BenchProxyArgs) -> anyhow::Result<f64> {
+/// The share of `direct` throughput lost through the proxy, in percent.
+fn loss(direct: f64, proxied: f64) -> f64 {
+    100.0 * (1.0 - proxied / direct)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// MiB per second echoed back over `connections` connections streaming for `length`.
+async fn throughput(address: SocketAddr, connections: usize, length: Duration) -> anyhow::Result<f64> {
     let echoed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = JoinSet::new();
-    for _ in 0..args.connections {
+    for _ in 0..connections {
         let (reader, mut writer) = connect(address).await?.into_split();
         let stop_writing = stop.clone();
         tasks.spawn(async move {
@@ -210,7 +236,7 @@ async fn throughput(address: SocketAddr, args: &BenchProxyArgs) -> anyhow::Resul
         });
     }
     let (start, before) = (Instant::now(), echoed.load(Ordering::Relaxed));
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    tokio::time::sleep(length).await;
     let bytes = echoed.load(Ordering::Relaxed) - before;
     let elapsed = start.elapsed();
     stop.store(true, Ordering::Relaxed);
