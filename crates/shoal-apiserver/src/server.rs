@@ -106,7 +106,10 @@ pub struct LocalApi {
 }
 
 impl LocalApi {
-    pub async fn handle(&self, request: http::Request<UnsyncBoxBody<Bytes, std::io::Error>>) -> http::Response<Body> {
+    pub async fn handle(
+        &self,
+        request: http::Request<UnsyncBoxBody<Bytes, std::io::Error>>,
+    ) -> http::Response<Body> {
         let (parts, body) = request.into_parts();
         self.api.handle(parts, body, Some(self.user.clone())).await
     }

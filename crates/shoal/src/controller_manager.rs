@@ -57,8 +57,11 @@ where
 /// A client of `api`; with a `term`, every request carries its fence.
 fn client(api: &LocalApi, term: Option<&Term>) -> kube::Client {
     let fence = term.map(|term| {
-        let claim =
-            Claim { namespace: term.namespace.clone(), lease: term.lease.clone(), holder: term.holder.clone() };
+        let claim = Claim {
+            namespace: term.namespace.clone(),
+            lease: term.lease.clone(),
+            holder: term.holder.clone(),
+        };
         http::HeaderValue::try_from(claim.header_value()).expect("a fence is a valid header value")
     });
     let api = api.clone();

@@ -95,7 +95,10 @@ pub enum InitialClusterState {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // It is the holder of the controllers' Leases, and their fence header carries it.
     let printable = |c: char| c.is_ascii_graphic();
-    anyhow::ensure!(!args.name.is_empty() && args.name.chars().all(printable), "--name must be printable ASCII");
+    anyhow::ensure!(
+        !args.name.is_empty() && args.name.chars().all(printable),
+        "--name must be printable ASCII"
+    );
     let (config, api_config) = config(&args)?;
     let mut server = shoal_store::server::start(config).await.context("starting the store member")?;
     let api =
