@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(shoal_agent::runtime::process::shim::main(container_dir));
     }
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(*args).await,
             Command::Agent(args) => agent::run(*args).await,
@@ -110,5 +110,8 @@ fn main() -> anyhow::Result<()> {
                 lab::failure_detector::run_sender(args).await
             }
         }
-    })
+    });
+    // Tasks still blocked in a system call (an fsync, say) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
