@@ -71,6 +71,11 @@ enum LabCommand {
     FailureDetectorSender(lab::failure_detector::SenderArgs),
 }
 
+/// glibc's malloc and free took a quarter of the leading server's CPU under load, most of it
+/// building and dropping JSON values (BENCHMARKS.md, the scheduler's profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
