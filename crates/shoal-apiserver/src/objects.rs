@@ -272,18 +272,18 @@ impl ObjectStore {
         resource: &ResourceType,
         namespace: Option<&str>,
         name: &str,
-        object: &Value,
+        object: Value,
         expected_revision: Revision,
     ) -> Result<Stored, ApiError> {
         let key = Self::key(resource, namespace, name);
         let put = RequestOp::Put(PutRequest {
             key: Bytes::from(key.clone()),
-            value: self.encode(resource, object)?,
+            value: self.encode(resource, &object)?,
             ..PutRequest::default()
         });
         let (succeeded, revision, present) = self.conditional(&key, expected_revision, put).await?;
         match (succeeded, present) {
-            (true, _) => Ok(Stored { object: with_resource_version(object.clone(), revision), revision }),
+            (true, _) => Ok(Stored { object: with_resource_version(object, revision), revision }),
             (false, true) => Err(conflict(resource, name)),
             (false, false) => Err(not_found(resource, name)),
         }

@@ -393,7 +393,7 @@ async fn save(
             api.objects.delete(resource, call.target.namespace, name, current.revision, &release).await?;
         return Ok(Stored { object: crate::objects::with_resource_version(new, revision), revision });
     }
-    api.objects.update(resource, call.target.namespace, name, &new, current.revision).await
+    api.objects.update(resource, call.target.namespace, name, new, current.revision).await
 }
 
 pub async fn delete(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -595,7 +595,7 @@ pub async fn delete_object(
     if dry_run {
         return Ok(marked);
     }
-    let stored = api.objects.update(resource, namespace, &name, &marked, current.revision).await?;
+    let stored = api.objects.update(resource, namespace, &name, marked, current.revision).await?;
     Ok(stored.object)
 }
 
@@ -639,7 +639,7 @@ pub async fn bind(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
                 Err(_) if read == ReadAt::Any => return Ok(None),
                 Err(refusal) => return Err(refusal),
             };
-        let mut bound = current.object.clone();
+        let Stored { object: mut bound, revision } = current;
         bound["spec"]["nodeName"] = json!(node);
         set_condition(
             &mut bound,
@@ -651,7 +651,7 @@ pub async fn bind(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
         // Another writer (a label, the pod's status) saved in between, or this member's copy
         // was stale: the newer pod is checked and bound instead, as Kubernetes' binding does;
         // a pod another scheduler bound meanwhile fails the check above.
-        Ok(raced(api.objects.update(resource, target.namespace, name, &bound, current.revision).await)?.map(drop))
+        Ok(raced(api.objects.update(resource, target.namespace, name, bound, revision).await)?.map(drop))
     })
     .await?;
     Ok(Reply::with_code(StatusCode::CREATED, success_status(None)))
@@ -781,7 +781,7 @@ async fn save_scaled(
         return Ok(Stored { object, revision: current.revision });
     }
     let name = call.target.name.expect("scale has a name");
-    api.objects.update(resource, call.target.namespace, name, &object, current.revision).await
+    api.objects.update(resource, call.target.namespace, name, object, current.revision).await
 }
 
 /// The autoscaling/v1 Scale of a Deployment or ReplicaSet.
