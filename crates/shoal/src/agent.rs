@@ -118,6 +118,13 @@ impl From<ProxyModeArg> for ProxyMode {
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if args.proxy_mode == ProxyModeArg::Nftables && args.proxy && !args.no_proxy {
+        // Said once at start rather than retried forever: without root or the nft command the
+        // kernel path cannot work at all.
+        shoal_agent::proxy::nftables::existing()
+            .await
+            .context("--proxy-mode nftables cannot read the kernel's nftables table")?;
+    }
     let name = match &args.name {
         Some(name) => name.clone(),
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -75,8 +75,10 @@ const BASE_CHAINS: [(&str, &str, &str, i32); 4] = [
 /// Why the kernel table could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
+    /// The cause is part of the message, not a source: the proxy logs errors by their
+    /// message alone.
     #[error("running nft (Debian package nftables; it needs CAP_NET_ADMIN): {0}")]
-    Run(#[from] std::io::Error),
+    Run(std::io::Error),
     #[error("nft {command} took longer than {NFT_TIMEOUT:?}")]
     TimedOut { command: String },
     #[error("nft {command} failed ({status}): {stderr}")]
@@ -148,7 +150,7 @@ async fn nft(args: &[&str], input: Option<&str>) -> Result<String, NftError> {
     let mut command = tokio::process::Command::new("nft");
     command.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     command.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = command.spawn()?;
+    let mut child = command.spawn().map_err(NftError::Run)?;
     let run = async {
         if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
             stdin.write_all(input.as_bytes()).await?;
@@ -157,7 +159,8 @@ async fn nft(args: &[&str], input: Option<&str>) -> Result<String, NftError> {
     };
     let output = tokio::time::timeout(NFT_TIMEOUT, run)
         .await
-        .map_err(|_| NftError::TimedOut { command: args.join(" ") })??;
+        .map_err(|_| NftError::TimedOut { command: args.join(" ") })?
+        .map_err(NftError::Run)?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if output.status.success() {
         return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
