@@ -44,7 +44,12 @@ impl Drop for AbortOnDrop {
 }
 
 async fn backend(name: &'static str) -> Backend {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a backend");
+    backend_on(name, "127.0.0.1:0".parse().expect("an address")).await
+}
+
+/// A backend listening on `address`.
+async fn backend_on(name: &'static str, address: SocketAddr) -> Backend {
+    let listener = TcpListener::bind(address).await.expect("binding a backend");
     let address = listener.local_addr().expect("the backend's address");
     let task = tokio::spawn(async move {
         loop {
@@ -221,9 +226,20 @@ struct WebProxy {
 impl WebProxy {
     /// Runs the proxy in `mode` for `web` on `listen`, with two ready endpoints.
     fn start(mode: ProxyMode, listen: SocketAddr, one: &Backend, two: &Backend) -> WebProxy {
+        // The caches list first, as the watches do: the kernel path writes nothing before.
         let (services, mut services_writer) = reflector::store::<Service>();
-        let (slices, slices_writer) = reflector::store::<EndpointSlice>();
-        services_writer.apply_watcher_event(&Event::Apply(web_service(listen)));
+        let (slices, mut slices_writer) = reflector::store::<EndpointSlice>();
+        for event in [Event::Init, Event::InitApply(web_service(listen)), Event::InitDone] {
+            services_writer.apply_watcher_event(&event);
+        }
+        for event in [
+            Event::Init,
+            Event::InitApply(web_slice("web-one", one.address, true)),
+            Event::InitApply(web_slice("web-two", two.address, true)),
+            Event::InitDone,
+        ] {
+            slices_writer.apply_watcher_event(&event);
+        }
         let config = ProxyConfig {
             node: NodeAddresses { node_ip: "127.0.0.1".parse().expect("an address"), cluster_dns: None },
             connections_max: runtime::CONNECTIONS_MAX,
@@ -231,10 +247,8 @@ impl WebProxy {
         };
         let changed = Arc::new(Notify::new());
         let task = AbortOnDrop(tokio::spawn(runtime::run(config, services, slices, changed.clone())));
-        let mut proxy = WebProxy { slices: slices_writer, changed, _task: task };
-        proxy.set_ready("web-one", one, true);
-        proxy.set_ready("web-two", two, true);
-        proxy
+        changed.notify_one();
+        WebProxy { slices: slices_writer, changed, _task: task }
     }
 
     /// Applies slice `name`, with `endpoint` ready or not, and tells the proxy.
@@ -249,7 +263,8 @@ async fn both_answer(listen: SocketAddr) {
     let deadline = Instant::now() + PATIENCE;
     let mut seen = Vec::new();
     while !(seen.contains(&"one".to_owned()) && seen.contains(&"two".to_owned())) {
-        assert!(Instant::now() < deadline, "both endpoints answer in time: {seen:?}");
+        let answered: std::collections::BTreeSet<&String> = seen.iter().collect();
+        assert!(Instant::now() < deadline, "both endpoints answer in time; answered: {answered:?}");
         match TcpStream::connect(listen).await {
             Ok(stream) => seen.extend(answer(stream).await),
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -358,9 +373,10 @@ fn kernel_path_balances_follows_readiness_within_a_second_and_resets_without_end
     in_private_network("kernel_path_balances_follows_readiness", || async {
         let (one, two) = (backend("one").await, backend("two").await);
         let listen: SocketAddr = "127.96.7.1:80".parse().expect("an address");
+        // Answers only what the kernel neither rewrites nor resets.
+        let _decoy = backend_on("decoy", listen).await;
         let mut proxy = WebProxy::start(ProxyMode::Nftables, listen, &one, &two);
-        // Both endpoints answer; nothing listens on the ClusterIP, so every answer came
-        // through the kernel's rewrite.
+        // Both endpoints answer, never the decoy on the ClusterIP itself.
         both_answer(listen).await;
         // A mebibyte crosses both ways.
         let mut stream = TcpStream::connect(listen).await.expect("connecting");
@@ -390,7 +406,7 @@ fn kernel_path_balances_follows_readiness_within_a_second_and_resets_without_end
             assert_eq!(which(listen).await.as_deref(), Some("one"));
         }
 
-        // No ready endpoint: a connection is reset at once.
+        // No ready endpoint: a connection is reset at once, not let through to the decoy.
         proxy.set_ready("web-one", &one, false);
         let changed_at = Instant::now();
         loop {
@@ -412,6 +428,7 @@ fn kernel_affinity_outlives_an_unrelated_change_and_stale_rules_go() {
         let (one, two) = (backend("one").await, backend("two").await);
         let listen: SocketAddr = "127.96.7.2:80".parse().expect("an address");
         let other: SocketAddr = "127.96.7.3:80".parse().expect("an address");
+        let _decoy = backend_on("decoy", other).await;
         let (web, web_entry) = web_table(listen, &[one.address, two.address], Some(Duration::from_secs(600)));
         let other_name =
             ServicePortName { namespace: "default".into(), service: "other".into(), port: "http".into() };
@@ -442,8 +459,19 @@ fn kernel_affinity_outlives_an_unrelated_change_and_stale_rules_go() {
             let again = answer(connect_from(client, listen).await.expect("connecting")).await;
             assert_eq!(again.as_ref(), Some(&first), "the client still sticks to its endpoint");
         }
-        assert!(TcpStream::connect(other).await.is_err(), "nothing routes the removed Service");
+        assert_eq!(which(other).await.as_deref(), Some("decoy"), "nothing routes the removed Service");
     });
+}
+
+/// How many rules chain `chain` of the kernel table holds.
+fn rules_in(chain: &str) -> usize {
+    let listing = std::process::Command::new("nft")
+        .args(["-j", "list", "chain", "ip", nftables::TABLE, chain])
+        .output()
+        .expect("running nft");
+    let listing: serde_json::Value = serde_json::from_slice(&listing.stdout).expect("nft's JSON");
+    let objects = listing["nftables"].as_array().expect("a listing");
+    objects.iter().filter(|object| object.get("rule").is_some()).count()
 }
 
 #[test]
@@ -476,5 +504,9 @@ fn kernel_writers_racing_on_one_table_converge_on_the_last() {
             service_chains,
             ["ep-default/web/_/127.0.0.1/9001", "ep-default/web/_/127.0.0.1/9101", "svc-default/web/_"]
         );
+        // And one rule each: no older view's rules left in front of the last write's.
+        for chain in service_chains {
+            assert_eq!(rules_in(chain), 1, "{chain}");
+        }
     });
 }

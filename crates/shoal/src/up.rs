@@ -104,10 +104,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         interrupted = tokio::signal::ctrl_c() => interrupted.context("waiting for Ctrl-C")?,
         _ = terminate.recv() => {}
     }
-    cluster.stop_all().await?;
+    let stopped = cluster.stop_all().await;
     if args.proxy_mode == ProxyModeArg::Nftables {
         // The agents leave the kernel table for the pods that outlive them; none does here.
         shoal_agent::proxy::nftables::remove().await.context("removing the proxy's nftables table")?;
     }
-    Ok(())
+    stopped
 }

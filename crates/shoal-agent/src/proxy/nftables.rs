@@ -21,15 +21,20 @@
 //! endpoint when it leaves the table, as in the userspace path.
 //!
 //! Every write is one `nft -f` transaction built from the proxy table and from the names the
-//! kernel holds (read with `nft -j list` just before): flush everything, delete what is no
-//! longer wanted, add the rest. Affinity sets still wanted are kept, with their clients. The
-//! agents of one machine all write the same kernel table, each its whole view: a transaction
-//! that loses a race with another agent's fails as a whole and is retried from a fresh read, so
-//! the agents converge on the newest view.
+//! kernel holds (read with `nft -j list` just before): flush every chain, add what is wanted;
+//! a second transaction then deletes what is no longer wanted (kernels before 6.2 refuse that
+//! in the first). Affinity sets still wanted are kept, with their clients. The agents of one
+//! machine all write the same kernel table, each its whole view, on every change it sees: a
+//! transaction that loses a race with another agent's fails as a whole and is retried from a
+//! fresh read. An agent writes only once its caches have listed, and rewrites an unchanged
+//! view only if the table is gone, so an agent cut off from the API leaves the others' newer
+//! views alone.
 //!
 //! Unlike the userspace path, a refused connect is not retried on another endpoint (neither
 //! do kube-proxy's iptables and nftables modes); it is IPv4 only; it needs `CAP_NET_ADMIN`
-//! and the `nft` command (Debian package nftables). An agent that stops leaves the table in
+//! and the `nft` command (Debian package nftables); and it is for one machine, as loopback
+//! addresses are: it masquerades nothing, so a connection from another machine to a loopback
+//! endpoint, or from a loopback ClusterIP to another machine's pod, does not work. An agent that stops leaves the table in
 //! place, so Services keep working for the pods that outlive it.
 
 #[cfg(test)]
@@ -58,8 +63,8 @@ pub const NFT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WRITE_ATTEMPTS: usize = 3;
 /// How soon a failed write is tried again.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
-/// How often the whole table is written even without a change, to undo changes made by others
-/// (a flushed ruleset, say).
+/// How often the agent checks that the table is still there (a flushed ruleset removes it) and
+/// writes it again if not.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(30);
 
 const SERVICE_PORTS: &str = "service-ports";
@@ -95,6 +100,11 @@ pub async fn run(
     endpoint_slices: Store<EndpointSlice>,
     changed: Arc<Notify>,
 ) {
+    // An empty view, before the first listing, would wipe the table every agent of the
+    // machine shares, and with an unreachable API leave it so.
+    if services.wait_until_ready().await.is_err() || endpoint_slices.wait_until_ready().await.is_err() {
+        return;
+    }
     let mut written: Option<Table> = None;
     loop {
         let (services, slices) = (services.state(), endpoint_slices.state());
@@ -112,7 +122,14 @@ pub async fn run(
         let wait = if written.is_some() { RESYNC_INTERVAL } else { RETRY_INTERVAL };
         tokio::select! {
             () = changed.notified() => {}
-            () = tokio::time::sleep(wait) => written = None,
+            () = tokio::time::sleep(wait) => {
+                // A resync writes only a table that is gone (`nft flush ruleset`, say): another
+                // agent's newer view must not be overwritten by this one's, which may be stale.
+                let present = existing().await.is_ok_and(|existing| existing.chains.contains("nat-output"));
+                if !present {
+                    written = None;
+                }
+            }
         }
     }
 }
@@ -122,14 +139,27 @@ pub async fn run(
 pub async fn write(table: &Table) -> Result<(), NftError> {
     let mut attempt = 1;
     loop {
-        let result =
-            async { nft(&["-f", "-"], Some(&script(table, &existing().await?))).await.map(drop) }.await;
+        let result = async {
+            let existing = existing().await?;
+            nft(&["-f", "-"], Some(&script(table, &existing))).await?;
+            Ok::<_, NftError>(existing)
+        }
+        .await;
         match result {
+            Ok(existing) => {
+                // Left for the next write when it fails (another agent deleted one already).
+                if let Some(cleanup) = cleanup_script(table, &existing)
+                    && let Err(error) = nft(&["-f", "-"], Some(&cleanup)).await
+                {
+                    tracing::debug!(%error, "deleting stale nftables chains failed; the next write tries again");
+                }
+                return Ok(());
+            }
             Err(error) if attempt < WRITE_ATTEMPTS => {
                 tracing::debug!(%error, attempt, "nftables write failed; reading the table again");
                 attempt += 1;
             }
-            result => return result,
+            Err(error) => return Err(error),
         }
     }
 }
@@ -199,7 +229,8 @@ impl Existing {
     }
 }
 
-/// The `nft -f` script that takes the kernel table from `existing` to `table`.
+/// The `nft -f` script that takes the kernel table from `existing` to `table`, except for
+/// deleting what is no longer wanted: that is [`cleanup_script`]'s, once this one committed.
 pub fn script(table: &Table, existing: &Existing) -> String {
     let wanted = Rules::of(table);
     let mut script = String::new();
@@ -219,29 +250,24 @@ pub fn script(table: &Table, existing: &Existing) -> String {
     line(format!("add set ip {TABLE} {NO_ENDPOINTS} {{ type ipv4_addr . inet_proto . inet_service; }}"));
     line(format!("flush map ip {TABLE} {SERVICE_PORTS}"));
     line(format!("flush set ip {TABLE} {NO_ENDPOINTS}"));
-    // Flushing every chain first drops every jump between them, so that any may be deleted.
-    for (chain, ..) in BASE_CHAINS {
-        line(format!("flush chain ip {TABLE} {chain}"));
-    }
-    let base = |chain: &str| BASE_CHAINS.iter().any(|(name, ..)| *name == chain);
-    for chain in existing.chains.iter().filter(|chain| !base(chain)) {
-        line(format!("flush chain ip {TABLE} {chain}"));
-    }
-    for chain in existing.chains.iter().filter(|chain| !base(chain) && !wanted.chains.contains(*chain)) {
-        line(format!("delete chain ip {TABLE} {chain}"));
-    }
-    let stale_sets = existing.sets.iter().filter(|set| *set != NO_ENDPOINTS && !wanted.sets.contains(*set));
-    for set in stale_sets {
-        line(format!("delete set ip {TABLE} {set}"));
-    }
     for (set, timeout) in &wanted.affinity_sets {
         line(format!(
             "add set ip {TABLE} {set} {{ type ipv4_addr; flags dynamic,timeout; timeout {}s; }}",
             timeout.as_secs()
         ));
     }
+    // Every chain is flushed, the wanted ones after an `add` (another agent may have created
+    // one since `existing` was read), so that no rule of an older view is left in front of
+    // this one's, and no stale chain is jumped to any more.
+    for (chain, ..) in BASE_CHAINS {
+        line(format!("flush chain ip {TABLE} {chain}"));
+    }
     for chain in &wanted.chains {
         line(format!("add chain ip {TABLE} {chain}"));
+        line(format!("flush chain ip {TABLE} {chain}"));
+    }
+    for chain in stale_chains(&wanted, existing) {
+        line(format!("flush chain ip {TABLE} {chain}"));
     }
     for chain in ["nat-output", "nat-prerouting"] {
         line(format!("add rule ip {TABLE} {chain} ip daddr . meta l4proto . th dport vmap @{SERVICE_PORTS}"));
@@ -263,6 +289,26 @@ pub fn script(table: &Table, existing: &Existing) -> String {
     script
 }
 
+/// The `nft -f` script that deletes the chains and sets of `existing` that `table` no longer
+/// wants, or `None` when there are none. It runs in a transaction of its own after
+/// [`script`]'s: kernels before 6.2 refuse to delete a chain in the transaction that removes
+/// the last jump to it.
+pub fn cleanup_script(table: &Table, existing: &Existing) -> Option<String> {
+    let wanted = Rules::of(table);
+    let stale_sets = existing.sets.iter().filter(|set| *set != NO_ENDPOINTS && !wanted.sets.contains(*set));
+    let script: String = stale_chains(&wanted, existing)
+        .map(|chain| format!("delete chain ip {TABLE} {chain}\n"))
+        .chain(stale_sets.map(|set| format!("delete set ip {TABLE} {set}\n")))
+        .collect();
+    (!script.is_empty()).then_some(script)
+}
+
+/// The chains of `existing` that are neither base chains nor wanted.
+fn stale_chains<'a>(wanted: &'a Rules, existing: &'a Existing) -> impl Iterator<Item = &'a String> {
+    let base = |chain: &str| BASE_CHAINS.iter().any(|(name, ..)| *name == chain);
+    existing.chains.iter().filter(move |chain| !base(chain) && !wanted.chains.contains(*chain))
+}
+
 /// What the kernel table should hold for a proxy table, apart from the base chains.
 #[derive(Default)]
 struct Rules {
@@ -282,11 +328,14 @@ struct Rules {
 impl Rules {
     fn of(table: &Table) -> Rules {
         let mut rules = Rules::default();
+        // Two Service ports never share an address in a valid cluster; should they, the first
+        // in the table's order keeps it, as in the userspace path.
+        let mut taken = BTreeSet::new();
         for entry in table.entries.values() {
             let listen: Vec<(IpAddr, u16)> = entry
                 .listen
                 .iter()
-                .filter(|address| address.is_ipv4())
+                .filter(|address| address.is_ipv4() && taken.insert(**address))
                 .map(|address| (address.ip(), address.port()))
                 .collect();
             let route = &entry.route;

@@ -110,7 +110,7 @@ fn session_affinity_checks_remembered_clients_before_drawing() {
 }
 
 #[test]
-fn what_is_no_longer_wanted_is_deleted_after_every_chain_is_flushed() {
+fn what_is_no_longer_wanted_is_flushed_then_deleted_in_a_second_transaction() {
     let table = table(&[("web", "", &["127.96.0.5:80"], &["127.0.0.11:8080"], Some(600))]);
     let existing = Existing {
         chains: [
@@ -131,27 +131,70 @@ fn what_is_no_longer_wanted_is_deleted_after_every_chain_is_flushed() {
         .into(),
     };
     let script = script(&table, &existing);
-    let lines = lines(&script);
-    let position = |line: &str| lines.iter().position(|candidate| *candidate == line);
-    let deleted = starting(&script, "delete ");
+    // The first transaction deletes nothing (kernels before 6.2 refuse to delete a chain in
+    // the transaction that drops the last jump to it), but flushes every chain, wanted or not.
+    assert!(starting(&script, "delete ").is_empty(), "{script}");
+    for chain in [
+        "nat-output",
+        "svc-default/web/_",
+        "ep-default/web/_/127.0.0.11/8080",
+        "ep-default/web/_/127.0.0.12/8080",
+        "svc-default/gone/_",
+    ] {
+        assert_eq!(
+            starting(&script, &format!("flush chain ip shoal {chain}")).len(),
+            1,
+            "{chain} is flushed once"
+        );
+    }
+    // A kept affinity set is neither flushed nor deleted, so it keeps its clients.
+    assert!(!script.contains("flush set ip shoal aff"));
+    let cleanup = cleanup_script(&table, &existing).expect("something to delete");
     assert_eq!(
-        deleted,
+        lines(&cleanup),
         [
             "delete chain ip shoal ep-default/web/_/127.0.0.12/8080",
             "delete chain ip shoal svc-default/gone/_",
             "delete set ip shoal aff600-default/web/_/127.0.0.12/8080",
         ]
     );
-    for chain in ["svc-default/web/_", "ep-default/web/_/127.0.0.12/8080", "svc-default/gone/_"] {
-        let flush =
-            position(&format!("flush chain ip shoal {chain}")).expect("every existing chain is flushed");
-        let first_delete = position(deleted[0]).expect("a delete");
-        assert!(flush < first_delete, "{chain} is flushed before anything is deleted");
+    let current = Existing {
+        chains: existing.chains.iter().filter(|chain| !cleanup.contains(chain.as_str())).cloned().collect(),
+        sets: existing.sets.iter().filter(|set| !cleanup.contains(set.as_str())).cloned().collect(),
+    };
+    assert_eq!(cleanup_script(&table, &current), None, "nothing left to delete");
+}
+
+#[test]
+fn a_chain_another_writer_may_have_created_is_flushed_before_its_rules() {
+    // `existing` was read before another agent created the chains: they are flushed anyway,
+    // after their `add`, so this write's rules are the only ones.
+    let table = table(&[("web", "", &["127.96.0.5:80"], &["127.0.0.11:8080"], None)]);
+    let script = script(&table, &Existing::default());
+    let lines = lines(&script);
+    for chain in ["svc-default/web/_", "ep-default/web/_/127.0.0.11/8080"] {
+        let position =
+            |wanted: &dyn Fn(&str) -> bool| lines.iter().position(|line| wanted(line)).expect("a line");
+        let add = position(&|line| line == format!("add chain ip shoal {chain}"));
+        let flush = position(&|line| line == format!("flush chain ip shoal {chain}"));
+        let rule = position(&|line| line.starts_with(&format!("add rule ip shoal {chain} ")));
+        assert!(add < flush && flush < rule, "{chain}: add, flush, then rules");
     }
-    // A base chain is flushed once, never deleted; a kept affinity set is neither flushed nor
-    // deleted, so it keeps its clients.
-    assert_eq!(starting(&script, "flush chain ip shoal nat-output").len(), 1);
-    assert!(!script.contains("flush set ip shoal aff"));
+}
+
+#[test]
+fn an_address_two_service_ports_claim_goes_to_the_first() {
+    let table = table(&[
+        ("alpha", "", &["127.96.0.5:80"], &["127.0.0.11:8080"], None),
+        ("beta", "", &["127.96.0.5:80", "127.96.0.6:80"], &["127.0.0.12:8080"], None),
+    ]);
+    let script = script(&table, &Existing::default());
+    assert_eq!(
+        starting(&script, "add element ip shoal service-ports"),
+        [
+            "add element ip shoal service-ports { 127.96.0.5 . tcp . 80 : goto svc-default/alpha/_, 127.96.0.6 . tcp . 80 : goto svc-default/beta/_ }"
+        ]
+    );
 }
 
 #[test]
