@@ -283,12 +283,18 @@ async fn an_endpoint_turned_not_ready_gets_no_new_connections_within_a_second() 
     both_answer(listen).await;
 
     proxy.set_ready("web-two", &two, false);
-    let changed_at = Instant::now();
     // Round-robin over two endpoints never answers `one` four times in a row.
-    let mut in_a_row = 0;
-    while in_a_row < 4 {
+    only_one_answers_within_a_second(listen, 4).await;
+}
+
+/// Asserts that within a second of now `one` answers `in_a_row` connections in a row (which
+/// the caller knows does not happen while `two` gets some), and then 20 more.
+async fn only_one_answers_within_a_second(listen: SocketAddr, in_a_row: usize) {
+    let changed_at = Instant::now();
+    let mut seen = 0;
+    while seen < in_a_row {
         assert!(changed_at.elapsed() < Duration::from_secs(1), "two still gets connections after 1 s");
-        in_a_row = if which(listen).await.as_deref() == Some("one") { in_a_row + 1 } else { 0 };
+        seen = if which(listen).await.as_deref() == Some("one") { seen + 1 } else { 0 };
     }
     for _ in 0..20 {
         assert_eq!(which(listen).await.as_deref(), Some("one"));
@@ -396,15 +402,7 @@ fn kernel_path_balances_follows_readiness_within_a_second_and_resets_without_end
         // `two` turns not ready: within a second new connections go to `one` only (ten in a row
         // by chance has odds of 1 in 1,024 while both are drawn from).
         proxy.set_ready("web-two", &two, false);
-        let changed_at = Instant::now();
-        let mut in_a_row = 0;
-        while in_a_row < 10 {
-            assert!(changed_at.elapsed() < Duration::from_secs(1), "two still gets connections after 1 s");
-            in_a_row = if which(listen).await.as_deref() == Some("one") { in_a_row + 1 } else { 0 };
-        }
-        for _ in 0..20 {
-            assert_eq!(which(listen).await.as_deref(), Some("one"));
-        }
+        only_one_answers_within_a_second(listen, 10).await;
 
         // No ready endpoint: a connection is reset at once, not let through to the decoy.
         proxy.set_ready("web-one", &one, false);

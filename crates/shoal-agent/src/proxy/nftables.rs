@@ -40,7 +40,7 @@
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -69,13 +69,37 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_secs(30);
 
 const SERVICE_PORTS: &str = "service-ports";
 const NO_ENDPOINTS: &str = "no-endpoints";
-/// The chains hooked into the kernel: name, type, hook, priority (`dstnat` and `filter`).
-const BASE_CHAINS: [(&str, &str, &str, i32); 4] = [
-    ("nat-output", "nat", "output", -100),
-    ("nat-prerouting", "nat", "prerouting", -100),
-    ("reject-output", "filter", "output", 0),
-    ("reject-input", "filter", "input", 0),
+/// The base chain of connections opened on this machine; its absence means the table is gone.
+const NAT_OUTPUT: &str = "nat-output";
+/// The chains hooked into the kernel: name, type, hook, priority (`dstnat` and `filter`), and
+/// what their one rule does.
+const BASE_CHAINS: [(&str, &str, &str, i32, BaseRule); 4] = [
+    (NAT_OUTPUT, "nat", "output", -100, BaseRule::Route),
+    ("nat-prerouting", "nat", "prerouting", -100, BaseRule::Route),
+    ("reject-output", "filter", "output", 0, BaseRule::Reject),
+    ("reject-input", "filter", "input", 0, BaseRule::Reject),
 ];
+
+#[derive(Clone, Copy)]
+enum BaseRule {
+    /// Looks the connection up in `service-ports`.
+    Route,
+    /// Resets a TCP connection to a port in `no-endpoints`.
+    Reject,
+}
+
+impl BaseRule {
+    fn text(self) -> String {
+        match self {
+            BaseRule::Route => format!("ip daddr . meta l4proto . th dport vmap @{SERVICE_PORTS}"),
+            BaseRule::Reject => {
+                format!(
+                    "meta l4proto tcp ip daddr . meta l4proto . th dport @{NO_ENDPOINTS} reject with tcp reset"
+                )
+            }
+        }
+    }
+}
 
 /// Why the kernel table could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +149,7 @@ pub async fn run(
             () = tokio::time::sleep(wait) => {
                 // A resync writes only a table that is gone (`nft flush ruleset`, say): another
                 // agent's newer view must not be overwritten by this one's, which may be stale.
-                let present = existing().await.is_ok_and(|existing| existing.chains.contains("nat-output"));
+                let present = existing().await.is_ok_and(|existing| existing.chains.contains(NAT_OUTPUT));
                 if !present {
                     written = None;
                 }
@@ -141,14 +165,15 @@ pub async fn write(table: &Table) -> Result<(), NftError> {
     loop {
         let result = async {
             let existing = existing().await?;
-            nft(&["-f", "-"], Some(&script(table, &existing))).await?;
-            Ok::<_, NftError>(existing)
+            let scripts = scripts(table, &existing);
+            nft(&["-f", "-"], Some(&scripts.write)).await?;
+            Ok::<_, NftError>(scripts.cleanup)
         }
         .await;
         match result {
-            Ok(existing) => {
+            Ok(cleanup) => {
                 // Left for the next write when it fails (another agent deleted one already).
-                if let Some(cleanup) = cleanup_script(table, &existing)
+                if let Some(cleanup) = cleanup
                     && let Err(error) = nft(&["-f", "-"], Some(&cleanup)).await
                 {
                     tracing::debug!(%error, "deleting stale nftables chains failed; the next write tries again");
@@ -229,17 +254,31 @@ impl Existing {
     }
 }
 
-/// The `nft -f` script that takes the kernel table from `existing` to `table`, except for
-/// deleting what is no longer wanted: that is [`cleanup_script`]'s, once this one committed.
-pub fn script(table: &Table, existing: &Existing) -> String {
+/// The `nft -f` scripts that take the kernel table from `existing` to a proxy table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scripts {
+    /// Everything but deleting what is no longer wanted.
+    pub write: String,
+    /// Deletes the chains and sets no longer wanted, or `None` when there are none. It runs in
+    /// a transaction of its own after `write`'s: kernels before 6.2 refuse to delete a chain
+    /// in the transaction that removes the last jump to it.
+    pub cleanup: Option<String>,
+}
+
+/// The scripts that take the kernel table from `existing` to `table`.
+pub fn scripts(table: &Table, existing: &Existing) -> Scripts {
     let wanted = Rules::of(table);
+    Scripts { write: write_script(&wanted, existing), cleanup: cleanup_script(&wanted, existing) }
+}
+
+fn write_script(wanted: &Rules, existing: &Existing) -> String {
     let mut script = String::new();
     let mut line = |text: String| {
         script.push_str(&text);
         script.push('\n');
     };
     line(format!("add table ip {TABLE}"));
-    for (chain, kind, hook, priority) in BASE_CHAINS {
+    for (chain, kind, hook, priority, _) in BASE_CHAINS {
         line(format!(
             "add chain ip {TABLE} {chain} {{ type {kind} hook {hook} priority {priority}; policy accept; }}"
         ));
@@ -266,16 +305,11 @@ pub fn script(table: &Table, existing: &Existing) -> String {
         line(format!("add chain ip {TABLE} {chain}"));
         line(format!("flush chain ip {TABLE} {chain}"));
     }
-    for chain in stale_chains(&wanted, existing) {
+    for chain in stale_chains(wanted, existing) {
         line(format!("flush chain ip {TABLE} {chain}"));
     }
-    for chain in ["nat-output", "nat-prerouting"] {
-        line(format!("add rule ip {TABLE} {chain} ip daddr . meta l4proto . th dport vmap @{SERVICE_PORTS}"));
-    }
-    for chain in ["reject-output", "reject-input"] {
-        line(format!(
-            "add rule ip {TABLE} {chain} meta l4proto tcp ip daddr . meta l4proto . th dport @{NO_ENDPOINTS} reject with tcp reset"
-        ));
+    for (chain, .., rule) in BASE_CHAINS {
+        line(format!("add rule ip {TABLE} {chain} {}", rule.text()));
     }
     for (chain, rule) in &wanted.rules {
         line(format!("add rule ip {TABLE} {chain} {rule}"));
@@ -289,14 +323,10 @@ pub fn script(table: &Table, existing: &Existing) -> String {
     script
 }
 
-/// The `nft -f` script that deletes the chains and sets of `existing` that `table` no longer
-/// wants, or `None` when there are none. It runs in a transaction of its own after
-/// [`script`]'s: kernels before 6.2 refuse to delete a chain in the transaction that removes
-/// the last jump to it.
-pub fn cleanup_script(table: &Table, existing: &Existing) -> Option<String> {
-    let wanted = Rules::of(table);
-    let stale_sets = existing.sets.iter().filter(|set| *set != NO_ENDPOINTS && !wanted.sets.contains(*set));
-    let script: String = stale_chains(&wanted, existing)
+fn cleanup_script(wanted: &Rules, existing: &Existing) -> Option<String> {
+    let stale_sets =
+        existing.sets.iter().filter(|set| *set != NO_ENDPOINTS && !wanted.affinity_sets.contains_key(*set));
+    let script: String = stale_chains(wanted, existing)
         .map(|chain| format!("delete chain ip {TABLE} {chain}\n"))
         .chain(stale_sets.map(|set| format!("delete set ip {TABLE} {set}\n")))
         .collect();
@@ -314,9 +344,8 @@ fn stale_chains<'a>(wanted: &'a Rules, existing: &'a Existing) -> impl Iterator<
 struct Rules {
     /// Every Service port and endpoint chain.
     chains: BTreeSet<String>,
-    /// Every affinity set (a subset of `sets`) with its timeout.
-    affinity_sets: Vec<(String, Duration)>,
-    sets: BTreeSet<String>,
+    /// Every affinity set, with its timeout.
+    affinity_sets: BTreeMap<String, Duration>,
     /// `(chain, rule)` in order.
     rules: Vec<(String, String)>,
     /// Elements of the `service-ports` map.
@@ -362,8 +391,7 @@ impl Rules {
                         .rules
                         .push((service_chain.clone(), format!("ip saddr @{set} goto {endpoint_chain}")));
                     rules.rules.push((endpoint_chain.clone(), format!("update @{set} {{ ip saddr }}")));
-                    rules.sets.insert(set.clone());
-                    rules.affinity_sets.push((set, timeout));
+                    rules.affinity_sets.insert(set, timeout);
                 }
                 rules.rules.push((endpoint_chain.clone(), format!("meta l4proto tcp dnat to {endpoint}")));
                 picks.push(format!("{index} : goto {endpoint_chain}"));

@@ -87,17 +87,20 @@ async fn measure(args: BenchProxyArgs) -> anyhow::Result<()> {
     };
     let service = ServicePortName { namespace: "bench".into(), service: "echo".into(), port: String::new() };
     let route = Route { service: service.clone(), endpoints: vec![backend], affinity: None };
-    let mut proxy = Proxy::new(CONNECTIONS_MAX);
-    match args.mode {
+    // Held until the workloads are done: dropping it closes its listener.
+    let _userspace = match args.mode {
         ProxyModeArg::Userspace => {
+            let mut proxy = Proxy::new(CONNECTIONS_MAX);
             proxy.apply([(listen, route)].into());
             anyhow::ensure!(!proxy.has_unbound(), "the proxy could not listen on {listen}");
+            Some(proxy)
         }
         ProxyModeArg::Nftables => {
             let table = Table { entries: [(service, Entry { listen: vec![listen], route })].into() };
             nftables::write(&table).await.context("writing the kernel table")?;
+            None
         }
-    }
+    };
 
     println!("| workload ({:?} proxy) | direct | through the proxy | difference |", args.mode);
     println!("|---|---|---|---|");

@@ -48,7 +48,7 @@ fn a_service_port_sends_each_listen_address_to_a_random_ready_endpoint() {
         &["127.0.0.11:8080", "127.0.0.12:8080"],
         None,
     )]);
-    let script = script(&table, &Existing::default());
+    let script = scripts(&table, &Existing::default()).write;
     let lines = lines(&script);
     assert!(lines.contains(
         &"add element ip shoal service-ports { 127.96.0.5 . tcp . 80 : goto svc-default/web/http, 127.0.0.1 . tcp . 30080 : goto svc-default/web/http }"
@@ -73,7 +73,7 @@ fn a_service_port_sends_each_listen_address_to_a_random_ready_endpoint() {
 #[test]
 fn a_service_port_without_ready_endpoints_is_rejected_not_routed() {
     let table = table(&[("web", "", &["127.96.0.5:80"], &[], None)]);
-    let script = script(&table, &Existing::default());
+    let script = scripts(&table, &Existing::default()).write;
     assert_eq!(
         starting(&script, "add element ip shoal no-endpoints"),
         ["add element ip shoal no-endpoints { 127.96.0.5 . tcp . 80 }"]
@@ -86,7 +86,7 @@ fn a_service_port_without_ready_endpoints_is_rejected_not_routed() {
 #[test]
 fn session_affinity_checks_remembered_clients_before_drawing() {
     let table = table(&[("web", "", &["127.96.0.5:80"], &["127.0.0.11:8080", "127.0.0.12:8080"], Some(600))]);
-    let script = script(&table, &Existing::default());
+    let script = scripts(&table, &Existing::default()).write;
     let service_rules = starting(&script, "add rule ip shoal svc-default/web/_ ");
     assert_eq!(
         service_rules,
@@ -130,7 +130,7 @@ fn what_is_no_longer_wanted_is_flushed_then_deleted_in_a_second_transaction() {
         .map(str::to_owned)
         .into(),
     };
-    let script = script(&table, &existing);
+    let script = scripts(&table, &existing).write;
     // The first transaction deletes nothing (kernels before 6.2 refuse to delete a chain in
     // the transaction that drops the last jump to it), but flushes every chain, wanted or not.
     assert!(starting(&script, "delete ").is_empty(), "{script}");
@@ -149,7 +149,7 @@ fn what_is_no_longer_wanted_is_flushed_then_deleted_in_a_second_transaction() {
     }
     // A kept affinity set is neither flushed nor deleted, so it keeps its clients.
     assert!(!script.contains("flush set ip shoal aff"));
-    let cleanup = cleanup_script(&table, &existing).expect("something to delete");
+    let cleanup = scripts(&table, &existing).cleanup.expect("something to delete");
     assert_eq!(
         lines(&cleanup),
         [
@@ -162,7 +162,7 @@ fn what_is_no_longer_wanted_is_flushed_then_deleted_in_a_second_transaction() {
         chains: existing.chains.iter().filter(|chain| !cleanup.contains(chain.as_str())).cloned().collect(),
         sets: existing.sets.iter().filter(|set| !cleanup.contains(set.as_str())).cloned().collect(),
     };
-    assert_eq!(cleanup_script(&table, &current), None, "nothing left to delete");
+    assert_eq!(scripts(&table, &current).cleanup, None, "nothing left to delete");
 }
 
 #[test]
@@ -170,7 +170,7 @@ fn a_chain_another_writer_may_have_created_is_flushed_before_its_rules() {
     // `existing` was read before another agent created the chains: they are flushed anyway,
     // after their `add`, so this write's rules are the only ones.
     let table = table(&[("web", "", &["127.96.0.5:80"], &["127.0.0.11:8080"], None)]);
-    let script = script(&table, &Existing::default());
+    let script = scripts(&table, &Existing::default()).write;
     let lines = lines(&script);
     for chain in ["svc-default/web/_", "ep-default/web/_/127.0.0.11/8080"] {
         let position =
@@ -188,7 +188,7 @@ fn an_address_two_service_ports_claim_goes_to_the_first() {
         ("alpha", "", &["127.96.0.5:80"], &["127.0.0.11:8080"], None),
         ("beta", "", &["127.96.0.5:80", "127.96.0.6:80"], &["127.0.0.12:8080"], None),
     ]);
-    let script = script(&table, &Existing::default());
+    let script = scripts(&table, &Existing::default()).write;
     assert_eq!(
         starting(&script, "add element ip shoal service-ports"),
         [
@@ -206,7 +206,7 @@ fn ipv6_addresses_are_left_to_other_paths() {
         &["[fd00::11]:8080", "127.0.0.11:8080"],
         None,
     )]);
-    let script = script(&table, &Existing::default());
+    let script = scripts(&table, &Existing::default()).write;
     assert!(!script.contains("fd00"), "{script}");
     assert!(script.contains("127.96.0.5 . tcp . 80"));
     assert!(script.contains("dnat to 127.0.0.11:8080"));
