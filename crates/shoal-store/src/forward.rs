@@ -3,17 +3,34 @@
 //! A client may talk to any member. Writes, linearizable-read barriers, lease keep-alives and
 //! membership changes need the leader; a follower sends them over the peer transport with
 //! these types and relays the answer, so the client never has to find the leader itself.
+//!
+//! Writes go in batches (`WriteForwarder`): the writes that arrive while earlier ones are on
+//! their way to the leader travel together in one request, as the leader's `Proposer` puts
+//! them in one Raft entry. Each keeps its own client sequence and its own answer.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::command::{Command, CommandResponse};
+use crate::proposer::{MAX_BATCH_BYTES, MAX_BATCH_COMMANDS, encoded_len};
 use crate::raft::{Member, MemberId};
+use crate::transport::{PeerRpc, PeerTransport, TransportError};
+
+/// Forwarded writes waiting for a batch. A full queue makes writers wait.
+pub const MAX_QUEUED_FORWARDS: usize = 8_192;
+/// Batches of writes on their way to the leader at once. While they are, the next gathers.
+pub const MAX_FORWARDS_IN_FLIGHT: usize = 4;
+/// How long one forwarded request may take on the wire.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ForwardRequest {
-    Write(Command),
+    /// Writes to propose, each on its own; answered in order.
+    Writes(Vec<Command>),
     /// The log index a read must wait for to be linearizable (Raft's ReadIndex).
     ReadIndex,
     LeaseKeepAlive {
@@ -44,7 +61,8 @@ pub enum ForwardRequest {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ForwardResponse {
-    Written(CommandResponse),
+    /// One answer per write of `ForwardRequest::Writes`, in order.
+    Written(Vec<Result<CommandResponse, ForwardError>>),
     ReadIndex {
         index: u64,
     },
@@ -89,4 +107,108 @@ pub enum ForwardError {
     /// The member is shutting down.
     #[error("member is stopping")]
     Stopping,
+}
+
+/// What became of one forwarded write, as far as its sender can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Undelivered {
+    /// It certainly reached no log.
+    NotApplied,
+    /// It may have reached a log, and may still commit.
+    MaybeApplied,
+    /// This member is shutting down.
+    Stopping,
+}
+
+pub type Forwarded = Result<CommandResponse, Undelivered>;
+
+type PendingWrite = (MemberId, String, Command, oneshot::Sender<Forwarded>);
+
+/// Sends this member's writes to the leader in batches. Cheap to share.
+#[derive(Clone)]
+pub struct WriteForwarder {
+    queue: mpsc::Sender<PendingWrite>,
+}
+
+impl WriteForwarder {
+    /// Starts the batching task; it ends when every `WriteForwarder` handle is dropped.
+    pub fn start(transport: Arc<PeerTransport>) -> WriteForwarder {
+        let (queue, receiver) = mpsc::channel(MAX_QUEUED_FORWARDS);
+        tokio::spawn(run_batches(transport, receiver));
+        WriteForwarder { queue }
+    }
+
+    /// Forwards one write to `leader` (reached at `url`) and waits for its answer. Dropping the
+    /// future abandons the wait, not the write: it may still be sent and commit.
+    pub async fn forward(&self, leader: MemberId, url: String, command: Command) -> Forwarded {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((leader, url, command, reply)).await.map_err(|_| Undelivered::Stopping)?;
+        answer.await.unwrap_or(Err(Undelivered::MaybeApplied))
+    }
+}
+
+async fn run_batches(transport: Arc<PeerTransport>, mut receiver: mpsc::Receiver<PendingWrite>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_FORWARDS_IN_FLIGHT));
+    // A write for another leader than the batch's ends the batch and starts the next.
+    let mut held = None;
+    loop {
+        let first = match held.take() {
+            Some(first) => first,
+            None => match receiver.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        // Waiting for a slot first lets the batch grow while earlier ones are on their way.
+        let Ok(slot) = in_flight.clone().acquire_owned().await else { return };
+        let (leader, url) = (first.0, first.1.clone());
+        let mut bytes = encoded_len(&first.2);
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
+            let Ok(next) = receiver.try_recv() else { break };
+            if next.0 != leader {
+                held = Some(next);
+                break;
+            }
+            bytes += encoded_len(&next.2);
+            batch.push(next);
+        }
+        let transport = transport.clone();
+        tokio::spawn(async move {
+            let (commands, replies): (Vec<Command>, Vec<_>) =
+                batch.into_iter().map(|(_, _, command, reply)| (command, reply)).unzip();
+            let answers = send_batch(&transport, leader, &url, commands).await;
+            drop(slot);
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(answer);
+            }
+        });
+    }
+}
+
+/// Sends one batch and returns one answer per write, in order.
+async fn send_batch(
+    transport: &PeerTransport,
+    leader: MemberId,
+    url: &str,
+    commands: Vec<Command>,
+) -> Vec<Forwarded> {
+    let count = commands.len();
+    let request = ForwardRequest::Writes(commands);
+    let result: Result<ForwardResult, TransportError> =
+        transport.call(leader, url, PeerRpc::Forward, &request, FORWARD_TIMEOUT).await;
+    let failed = match result {
+        Ok(Ok(ForwardResponse::Written(answers))) if answers.len() == count => {
+            // A write the leader refused (it is no longer the leader, it is stopping, it
+            // timed out) may still have been appended: its outcome is unknown.
+            return answers.into_iter().map(|answer| answer.map_err(|_| Undelivered::MaybeApplied)).collect();
+        }
+        Ok(Ok(other)) => {
+            tracing::error!(?other, count, "the leader answered a batch of writes with something else");
+            Undelivered::MaybeApplied
+        }
+        Err(TransportError::NotSent { .. }) => Undelivered::NotApplied,
+        Ok(Err(_)) | Err(_) => Undelivered::MaybeApplied,
+    };
+    vec![Err(failed); count]
 }

@@ -109,7 +109,7 @@ async fn run_batches(raft: Raft, mut receiver: mpsc::Receiver<Pending>) {
 }
 
 /// An estimate of a command's size in the log, for bounding batches.
-fn encoded_len(command: &Command) -> usize {
+pub(crate) fn encoded_len(command: &Command) -> usize {
     postcard::experimental::serialized_size(command).unwrap_or(MAX_BATCH_BYTES)
 }
 

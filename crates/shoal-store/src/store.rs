@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 use crate::command::{ClientSequence, Command, CommandError, CommandResponse, Operation, Outcome};
 use crate::forward::{
-    ForwardError, ForwardRequest, ForwardResponse, ForwardResult, LeaseTimeToLive, MemberList,
+    FORWARD_TIMEOUT, ForwardError, ForwardRequest, ForwardResponse, ForwardResult, LeaseTimeToLive,
+    MemberList, Undelivered, WriteForwarder,
 };
 use crate::lessor::Lessor;
 use crate::limits::MAX_RESPONSES_PER_CLIENT;
@@ -34,8 +35,6 @@ use crate::transport::{PeerRpc, PeerTransport, TransportError};
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a linearizable read may wait for a read index and the local apply to reach it.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one forwarded request may take on the wire.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause between attempts while there is no leader or the leader just changed.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
@@ -113,6 +112,7 @@ struct Inner {
     lessor: Mutex<Lessor>,
     writes: WriteSequencer,
     proposer: Proposer,
+    forwarder: WriteForwarder,
     read_index: ReadIndexCoalescer,
     db_size: Box<dyn Fn() -> u64 + Send + Sync>,
     /// Draws the lease and member ids this member chooses; seeded in a simulation.
@@ -163,9 +163,21 @@ impl Store {
         let lessor = Mutex::default();
         let rng = Mutex::new(rng);
         let proposer = Proposer::start(raft.clone());
+        let forwarder = WriteForwarder::start(transport.clone());
         let read_index = ReadIndexCoalescer::start(raft.clone());
-        let inner =
-            Inner { identity, raft, shared, transport, lessor, writes, proposer, read_index, db_size, rng };
+        let inner = Inner {
+            identity,
+            raft,
+            shared,
+            transport,
+            lessor,
+            writes,
+            proposer,
+            forwarder,
+            read_index,
+            db_size,
+            rng,
+        };
         Store { inner: Arc::new(inner) }
     }
 
@@ -229,27 +241,27 @@ impl Store {
             };
             match attempt {
                 Some(Ok(response)) => return Ok(response),
-                Some(Err(AttemptError::Stopping)) => return Err(WriteError::Stopping),
-                Some(Err(AttemptError::MaybeApplied)) => maybe_applied = true,
-                Some(Err(AttemptError::NotApplied)) | None => {}
+                Some(Err(Undelivered::Stopping)) => return Err(WriteError::Stopping),
+                Some(Err(Undelivered::MaybeApplied)) => maybe_applied = true,
+                Some(Err(Undelivered::NotApplied)) | None => {}
             }
             self.wait_for_leader_change(leader, deadline).await;
         }
         if maybe_applied { Err(WriteError::OutcomeUnknown) } else { Err(WriteError::NoLeader) }
     }
 
-    async fn propose(&self, command: Command, deadline: Instant) -> Result<CommandResponse, AttemptError> {
+    async fn propose(&self, command: Command, deadline: Instant) -> Result<CommandResponse, Undelivered> {
         // A leader that lost its quorum stays leader and never commits: stop waiting at the
         // deadline. The entry is in the log and may still commit.
         let proposing = self.inner.proposer.propose(command);
         let Ok(proposed) = tokio::time::timeout_at(deadline, proposing).await else {
-            return Err(AttemptError::MaybeApplied);
+            return Err(Undelivered::MaybeApplied);
         };
         match proposed {
             Ok(response) => Ok(response),
             // Leadership may have moved after the entry was appended: it may still commit.
-            Err(ProposeError::NotLeader { .. }) => Err(AttemptError::MaybeApplied),
-            Err(ProposeError::Stopping) => Err(AttemptError::Stopping),
+            Err(ProposeError::NotLeader { .. }) => Err(Undelivered::MaybeApplied),
+            Err(ProposeError::Stopping) => Err(Undelivered::Stopping),
         }
     }
 
@@ -258,15 +270,11 @@ impl Store {
         leader: MemberId,
         command: Command,
         deadline: Instant,
-    ) -> Result<CommandResponse, AttemptError> {
-        match self.forward(leader, ForwardRequest::Write(command), deadline).await {
-            Ok(ForwardResponse::Written(response)) => Ok(response),
-            Ok(other) => panic!("leader answered a write with {other:?}"),
-            Err(ForwardFailure::Transport(TransportError::NotSent { .. })) => Err(AttemptError::NotApplied),
-            Err(ForwardFailure::Transport(_)) => Err(AttemptError::MaybeApplied),
-            Err(ForwardFailure::Refused(ForwardError::Stopping)) => Err(AttemptError::MaybeApplied),
-            Err(ForwardFailure::Refused(_)) => Err(AttemptError::MaybeApplied),
-        }
+    ) -> Result<CommandResponse, Undelivered> {
+        let Some(url) = self.peer_url_of(leader) else { return Err(Undelivered::NotApplied) };
+        let forwarding = self.inner.forwarder.forward(leader, url, command);
+        // Past the deadline the write may still be sent, or be on its way: outcome unknown.
+        tokio::time::timeout_at(deadline, forwarding).await.unwrap_or(Err(Undelivered::MaybeApplied))
     }
 
     /// Sleeps until the known leader differs from `previous`, a short pause, or the deadline.
@@ -463,7 +471,11 @@ impl Store {
                         return Err(AdminError::Refused(reason));
                     }
                     Err(ForwardFailure::Refused(ForwardError::Stopping)) => return Err(AdminError::Stopping),
-                    Err(_) => last_error = AdminError::Timeout,
+                    Err(ForwardFailure::Transport(error)) => {
+                        tracing::debug!(%error, "forwarding to the leader failed; retrying");
+                        last_error = AdminError::Timeout;
+                    }
+                    Err(ForwardFailure::Refused(_)) => last_error = AdminError::Timeout,
                 }
             }
             self.wait_for_leader_change(leader, deadline).await;
@@ -502,22 +514,26 @@ impl Store {
             .map(|(_, m)| m.peer_url.clone())
     }
 
+    /// Proposes one forwarded write. The forwarder gives up after `FORWARD_TIMEOUT`; without a
+    /// quorum the entry would never commit and this task would wait forever. It may still commit.
+    async fn serve_forwarded_write(&self, command: Command) -> Result<CommandResponse, ForwardError> {
+        let proposing = self.inner.proposer.propose(command);
+        match tokio::time::timeout(FORWARD_TIMEOUT, proposing).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(ProposeError::NotLeader { leader })) => Err(ForwardError::NotLeader { leader }),
+            Ok(Err(ProposeError::Stopping)) => Err(ForwardError::Stopping),
+            Err(_) => Err(ForwardError::NoQuorum { reason: "the write was not committed in time".into() }),
+        }
+    }
+
     /// Serves a request forwarded by another member (or by this one, being the leader).
     pub async fn serve_forwarded(&self, request: ForwardRequest) -> ForwardResult {
         let raft = &self.inner.raft;
         match request {
-            ForwardRequest::Write(command) => {
-                // The forwarder gives up after `FORWARD_TIMEOUT`; without a quorum the entry
-                // would never commit and this task would wait forever. It may still commit.
-                let proposing = self.inner.proposer.propose(command);
-                match tokio::time::timeout(FORWARD_TIMEOUT, proposing).await {
-                    Ok(Ok(response)) => Ok(ForwardResponse::Written(response)),
-                    Ok(Err(ProposeError::NotLeader { leader })) => Err(ForwardError::NotLeader { leader }),
-                    Ok(Err(ProposeError::Stopping)) => Err(ForwardError::Stopping),
-                    Err(_) => {
-                        Err(ForwardError::NoQuorum { reason: "the write was not committed in time".into() })
-                    }
-                }
+            ForwardRequest::Writes(commands) => {
+                // Proposed together, so the proposer puts them in as few entries as it can.
+                let writes = commands.into_iter().map(|command| self.serve_forwarded_write(command));
+                Ok(ForwardResponse::Written(futures::future::join_all(writes).await))
             }
             ForwardRequest::ReadIndex => {
                 let confirming = self.inner.read_index.read_index();
@@ -681,12 +697,6 @@ impl Store {
             }
         }
     }
-}
-
-enum AttemptError {
-    NotApplied,
-    MaybeApplied,
-    Stopping,
 }
 
 enum ForwardFailure {
