@@ -4,10 +4,15 @@
 //! relies on for safety (appended entries, the vote, truncation, purge) commit with
 //! `Durability::Immediate`, so they are fsynced before openraft hears they are done: that is
 //! what lets a leader count this member towards a quorum.
+//!
+//! The last entries appended are also kept in memory (`RecentEntries`): replication and apply
+//! read what was just appended, and get it from there without a database read or a hop to the
+//! blocking pool. Older entries, for a follower that fell behind, come from redb.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, OptionalSend, RaftLogReader};
@@ -22,17 +27,19 @@ use crate::raft::{Entry, LogId, StorageError, TypeConfig, Vote};
 /// [`LogReader`]s.
 pub struct LogStore {
     db: Arc<Db>,
+    recent: Arc<Mutex<RecentEntries>>,
 }
 
 /// A reader of the log, one per replication stream. Reads see every append that has returned.
 #[derive(Clone)]
 pub struct LogReader {
     db: Arc<Db>,
+    recent: Arc<Mutex<RecentEntries>>,
 }
 
 impl LogStore {
     pub(super) fn new(db: Arc<Db>) -> Self {
-        Self { db }
+        Self { db, recent: Arc::default() }
     }
 
     /// The size of the database file, which also holds the snapshot.
@@ -54,13 +61,13 @@ impl RaftLogReader<TypeConfig> for LogReader {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        read_entries(self.db.clone(), range, usize::MAX).await
+        read_entries(&self.db, &self.recent, range, usize::MAX).await
     }
 
     /// Replication's read: the entries from `start` up to `end` that fit in
     /// [`REPLICATION_PAYLOAD_BYTES_MAX`]; openraft sends the rest in the next round.
     async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
-        read_entries(self.db.clone(), start..end, REPLICATION_PAYLOAD_BYTES_MAX).await
+        read_entries(&self.db, &self.recent, start..end, REPLICATION_PAYLOAD_BYTES_MAX).await
     }
 }
 
@@ -69,7 +76,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        read_entries(self.db.clone(), range, usize::MAX).await
+        read_entries(&self.db, &self.recent, range, usize::MAX).await
     }
 }
 
@@ -84,7 +91,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn get_log_reader(&mut self) -> LogReader {
-        LogReader { db: self.db.clone() }
+        LogReader { db: self.db.clone(), recent: self.recent.clone() }
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
@@ -145,18 +152,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             assert_eq!(pair[0].log_id.index + 1, pair[1].log_id.index, "appended entries are consecutive");
         }
         if !entries.is_empty() {
+            let encoded: Vec<(u64, Vec<u8>)> =
+                entries.iter().map(|entry| (entry.log_id.index, encode(entry))).collect();
+            let sizes: Vec<usize> = encoded.iter().map(|(_, bytes)| bytes.len()).collect();
             let db = self.db.clone();
             run_blocking(db.blocking, move || {
                 write(&db, Durability::Immediate, |txn| {
                     let mut log = txn.open_table(LOG)?;
-                    for entry in &entries {
-                        log.insert(entry.log_id.index, encode(entry).as_slice())?;
+                    for (index, bytes) in &encoded {
+                        log.insert(index, bytes.as_slice())?;
                     }
                     Ok(())
                 })
             })
             .await
             .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Write))?;
+            self.recent.lock().expect("recent entries lock poisoned").push(entries.into_iter().zip(sizes));
         }
         callback.log_io_completed(Ok(()));
         Ok(())
@@ -164,6 +175,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     /// Deletes the entries at and after `log_id.index`: they conflict with the leader's log.
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.recent.lock().expect("recent entries lock poisoned").truncate_from(log_id.index);
         let db = self.db.clone();
         run_blocking(db.blocking, move || {
             write(&db, Durability::Immediate, |txn| {
@@ -196,7 +208,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             })
         })
         .await
-        .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Delete))
+        .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Delete))?;
+        self.recent.lock().expect("recent entries lock poisoned").purge_through(log_id.index);
+        Ok(())
     }
 }
 
@@ -214,17 +228,109 @@ fn write(
 }
 
 /// The entries in `range`, in order, stopping before the one that would take the encoded
-/// total past `bytes_max` (the first entry always comes, however large).
+/// total past `bytes_max` (the first entry always comes, however large): from memory if they
+/// are recent, else from the database.
 async fn read_entries<RB: RangeBounds<u64>>(
-    db: Arc<Db>,
+    db: &Arc<Db>,
+    recent: &Mutex<RecentEntries>,
     range: RB,
     bytes_max: usize,
 ) -> Result<Vec<Entry>, StorageError> {
     // The range moves to another thread, so it is copied into owned bounds.
     let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+    if let Some(entries) = recent.lock().expect("recent entries lock poisoned").read(bounds, bytes_max) {
+        return Ok(entries);
+    }
+    let db = db.clone();
     run_blocking(db.blocking, move || read_entries_blocking(&db, bounds, bytes_max))
         .await
         .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Read))
+}
+
+/// Entries kept in memory after their append, with their encoded sizes.
+const RECENT_ENTRIES_MAX: usize = 256;
+/// Encoded bytes of the entries kept in memory: a few batches of the proposer's largest.
+const RECENT_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The last entries of the log, consecutive, as appended: a copy of the log's tail.
+#[derive(Default)]
+struct RecentEntries {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl RecentEntries {
+    /// Records appended entries, which follow the log's last entry (or replace a tail that a
+    /// truncation removed).
+    fn push(&mut self, appended: impl IntoIterator<Item = (Entry, usize)>) {
+        for (entry, size) in appended {
+            let follows =
+                self.entries.back().is_none_or(|(last, _)| last.log_id.index + 1 == entry.log_id.index);
+            if !follows {
+                self.entries.clear();
+                self.bytes = 0;
+            }
+            self.bytes += size;
+            self.entries.push_back((entry, size));
+        }
+        while self.entries.len() > RECENT_ENTRIES_MAX
+            || (self.bytes > RECENT_BYTES_MAX && self.entries.len() > 1)
+        {
+            let (_, size) = self.entries.pop_front().expect("more than one entry");
+            self.bytes -= size;
+        }
+    }
+
+    /// Forgets the entries at and after `index`.
+    fn truncate_from(&mut self, index: u64) {
+        while self.entries.back().is_some_and(|(entry, _)| entry.log_id.index >= index) {
+            let (_, size) = self.entries.pop_back().expect("checked");
+            self.bytes -= size;
+        }
+    }
+
+    /// Forgets the entries up to and including `index`.
+    fn purge_through(&mut self, index: u64) {
+        while self.entries.front().is_some_and(|(entry, _)| entry.log_id.index <= index) {
+            let (_, size) = self.entries.pop_front().expect("checked");
+            self.bytes -= size;
+        }
+    }
+
+    /// The entries in `bounds` as `read_entries` returns them, if every one of them is here.
+    fn read(&self, bounds: (Bound<u64>, Bound<u64>), bytes_max: usize) -> Option<Vec<Entry>> {
+        if is_empty(bounds) {
+            return Some(Vec::new());
+        }
+        let (first, _) = self.entries.front()?;
+        let (last, _) = self.entries.back()?;
+        let start = match bounds.0 {
+            Bound::Included(start) => start,
+            Bound::Excluded(start) => start + 1,
+            Bound::Unbounded => return None,
+        };
+        // This is the log's tail: nothing lies beyond `last`.
+        let end = match bounds.1 {
+            Bound::Included(end) => end.min(last.log_id.index),
+            Bound::Excluded(end) => (end - 1).min(last.log_id.index),
+            Bound::Unbounded => last.log_id.index,
+        };
+        if start < first.log_id.index {
+            return None;
+        }
+        let skip = usize::try_from(start - first.log_id.index).ok()?;
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        for (entry, size) in self.entries.iter().skip(skip).take_while(|(entry, _)| entry.log_id.index <= end)
+        {
+            bytes = bytes.saturating_add(*size);
+            if bytes > bytes_max && !entries.is_empty() {
+                break;
+            }
+            entries.push(entry.clone());
+        }
+        Some(entries)
+    }
 }
 
 fn read_entries_blocking(
@@ -290,7 +396,66 @@ fn read_log_state(db: &Db) -> Result<LogState<TypeConfig>, DbError> {
 mod tests {
     use std::ops::Bound::{Excluded, Included, Unbounded};
 
+    use openraft::{CommittedLeaderId, EntryPayload};
+
     use super::*;
+
+    fn entry(term: u64, index: u64) -> (Entry, usize) {
+        (
+            Entry {
+                log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+                payload: EntryPayload::Blank,
+            },
+            10,
+        )
+    }
+
+    fn ids(entries: Option<Vec<Entry>>) -> Option<Vec<(u64, u64)>> {
+        entries.map(|entries| entries.iter().map(|e| (e.log_id.leader_id.term, e.log_id.index)).collect())
+    }
+
+    // The in-memory tail answers only for ranges it holds whole, and stays the log's tail
+    // through truncation, purge and its own bounds.
+    #[test]
+    fn recent_entries_mirror_the_tail() {
+        let mut recent = RecentEntries::default();
+        assert_eq!(ids(recent.read((Included(1), Unbounded), usize::MAX)), None, "empty: ask the database");
+        recent.push((5..=9).map(|index| entry(1, index)));
+        assert_eq!(ids(recent.read((Included(6), Excluded(8)), usize::MAX)), Some(vec![(1, 6), (1, 7)]));
+        assert_eq!(ids(recent.read((Included(8), Unbounded), usize::MAX)), Some(vec![(1, 8), (1, 9)]));
+        assert_eq!(ids(recent.read((Included(9), Included(40)), usize::MAX)), Some(vec![(1, 9)]));
+        assert_eq!(ids(recent.read((Included(4), Included(6)), usize::MAX)), None, "4 is not here");
+        assert_eq!(ids(recent.read((Unbounded, Included(6)), usize::MAX)), None);
+        assert_eq!(ids(recent.read((Included(7), Excluded(7)), usize::MAX)), Some(vec![]));
+        // The byte limit cuts as the database read does, the first entry always coming.
+        assert_eq!(ids(recent.read((Included(5), Unbounded), 25)), Some(vec![(1, 5), (1, 6)]));
+        assert_eq!(ids(recent.read((Included(5), Unbounded), 3)), Some(vec![(1, 5)]));
+
+        // A conflicting tail is cut and replaced by the new leader's entries.
+        recent.truncate_from(8);
+        assert_eq!(ids(recent.read((Included(7), Unbounded), usize::MAX)), Some(vec![(1, 7)]));
+        recent.push([entry(2, 8)]);
+        assert_eq!(ids(recent.read((Included(7), Unbounded), usize::MAX)), Some(vec![(1, 7), (2, 8)]));
+
+        // An append that does not follow the tail (after a truncation below it) starts afresh.
+        recent.truncate_from(3);
+        recent.push([entry(3, 3)]);
+        assert_eq!(ids(recent.read((Included(3), Unbounded), usize::MAX)), Some(vec![(3, 3)]));
+        recent.push([entry(3, 20)]);
+        assert_eq!(ids(recent.read((Included(3), Unbounded), usize::MAX)), None);
+        assert_eq!(ids(recent.read((Included(20), Unbounded), usize::MAX)), Some(vec![(3, 20)]));
+
+        recent.purge_through(20);
+        assert_eq!(ids(recent.read((Included(20), Unbounded), usize::MAX)), None);
+        assert_eq!(recent.bytes, 0);
+
+        // It keeps at most RECENT_ENTRIES_MAX entries, the newest.
+        recent.push((100..100 + RECENT_ENTRIES_MAX as u64 + 5).map(|index| entry(4, index)));
+        assert_eq!(recent.entries.len(), RECENT_ENTRIES_MAX);
+        assert_eq!(ids(recent.read((Included(104), Included(104)), usize::MAX)), None);
+        assert_eq!(ids(recent.read((Included(105), Included(105)), usize::MAX)), Some(vec![(4, 105)]));
+        assert_eq!(recent.bytes, 10 * RECENT_ENTRIES_MAX);
+    }
 
     // Checks which index ranges hold no index, including the edges at 0 and u64::MAX that a
     // naive `start >= end` would get wrong.
