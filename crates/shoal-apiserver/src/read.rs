@@ -106,6 +106,21 @@ impl Filter {
         self.name.is_none() && self.labels.is_everything() && self.fields.is_everything()
     }
 
+    /// Whether an object's passing shows in its name alone: `Some(None)` when every object
+    /// passes, `Some(Some(name))` when only the object of that name does.
+    pub fn by_name_only(&self) -> Option<Option<&str>> {
+        if !self.labels.is_everything() {
+            return None;
+        }
+        let field_name = if self.fields.is_everything() { None } else { Some(self.fields.only_name()?) };
+        match (self.name.as_deref(), field_name) {
+            (None, None) => Some(None),
+            (Some(name), None) | (None, Some(name)) => Some(Some(name)),
+            (Some(name), Some(other)) if name == other => Some(Some(name)),
+            (Some(_), Some(_)) => None,
+        }
+    }
+
     /// Also requires `metadata.name == name` (a watch of one object).
     pub fn with_name(mut self, name: &str) -> Self {
         self.name = Some(name.to_owned());
@@ -209,6 +224,33 @@ mod tests {
             resource_version_match: resource_version_match.map(str::to_owned),
             ..Query::default()
         }
+    }
+
+    fn filter(labels: Option<&str>, fields: Option<&str>, name: Option<&str>) -> Filter {
+        let query = Query {
+            label_selector: labels.map(str::to_owned),
+            field_selector: fields.map(str::to_owned),
+            ..Query::default()
+        };
+        let filter =
+            Filter::from_query(crate::resource::find("", "v1", "configmaps").unwrap(), &query).unwrap();
+        match name {
+            Some(name) => filter.with_name(name),
+            None => filter,
+        }
+    }
+
+    // A filter is decided by the name only when it asks nothing but the name.
+    #[test]
+    fn filters_decided_by_the_name() {
+        assert_eq!(filter(None, None, None).by_name_only(), Some(None));
+        assert_eq!(filter(None, None, Some("a")).by_name_only(), Some(Some("a")));
+        assert_eq!(filter(None, Some("metadata.name=a"), None).by_name_only(), Some(Some("a")));
+        assert_eq!(filter(None, Some("metadata.name=a"), Some("a")).by_name_only(), Some(Some("a")));
+        assert_eq!(filter(None, Some("metadata.name=b"), Some("a")).by_name_only(), None);
+        assert_eq!(filter(None, Some("metadata.name!=a"), None).by_name_only(), None);
+        assert_eq!(filter(Some("app=web"), None, Some("a")).by_name_only(), None);
+        assert_eq!(filter(None, Some("metadata.namespace=x"), None).by_name_only(), None);
     }
 
     // resourceVersion and resourceVersionMatch map to what the read may see, as in

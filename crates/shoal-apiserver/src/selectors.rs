@@ -254,6 +254,17 @@ impl FieldSelector {
         })
     }
 
+    /// If the selector is `metadata.name=x` and nothing else, that name: whether an object
+    /// passes then shows in its key.
+    pub fn only_name(&self) -> Option<&str> {
+        match self.terms.as_slice() {
+            [term] if term.field == "metadata.name" && term.operator == FieldOperator::Equals => {
+                Some(term.value.as_str())
+            }
+            _ => None,
+        }
+    }
+
     /// If the selector pins `metadata.name` (`metadata.name=x`), that name: lets list use a
     /// single get.
     pub fn exact_name(&self) -> Option<&str> {
@@ -1496,6 +1507,19 @@ mod tests {
             "metadata.name=a\\,b,status.phase!=x",
         );
         check_field_escape("spec.host=,metadata.name=é", "é", "metadata.name=é,spec.nodeName=");
+    }
+
+    #[test]
+    fn only_name_when_nothing_else_is_asked() {
+        let only_name =
+            |selector: &str| FieldSelector::parse("Pod", selector).unwrap().only_name().map(str::to_owned);
+        assert_eq!(only_name("metadata.name=web"), Some("web".to_owned()));
+        assert_eq!(only_name("metadata.name==web"), Some("web".to_owned()));
+        assert_eq!(only_name("metadata.name!=web"), None);
+        assert_eq!(only_name("metadata.name=web,spec.nodeName=n1"), None);
+        assert_eq!(only_name("metadata.name=web,metadata.name=api"), None);
+        assert_eq!(only_name("metadata.namespace=web"), None);
+        assert_eq!(only_name(""), None);
     }
 
     #[test]

@@ -180,10 +180,15 @@ impl Watcher {
     /// Selectors need the objects parsed, to tell ADDED, MODIFIED and DELETED apart, and a
     /// Table needs its rows built; otherwise the line carries the stored JSON as it is, with
     /// its resourceVersion spliced in (`decode_raw`), so that a watcher pays a copy per event
-    /// rather than a serialization, and a watch without selectors (a controller's, the
-    /// scheduler's) parses nothing at all.
+    /// rather than a serialization. A watch without selectors (a controller's, the
+    /// scheduler's) parses nothing at all, and neither does one that selects by name alone
+    /// (`kubectl get <kind> <name> -w`, `kubectl wait`): the name is in the key.
     fn encode(&self, event: Event) -> Option<Bytes> {
-        let kind = if self.filter.is_everything() && !self.table {
+        let by_name = if self.table { None } else { self.filter.by_name_only() };
+        let kind = if let Some(name) = by_name {
+            if name.is_some_and(|name| key_name(&event.kv.key) != name.as_bytes()) {
+                return None;
+            }
             match (&event.kind, &event.prev_kv) {
                 (EventKind::Put, Some(_)) => "MODIFIED",
                 (EventKind::Put, None) => "ADDED",
@@ -237,6 +242,11 @@ impl Watcher {
             }
         }
     }
+}
+
+/// The name in an object's key: its last segment (names hold no `/`).
+fn key_name(key: &[u8]) -> &[u8] {
+    key.rsplit(|byte| *byte == b'/').next().unwrap_or(key)
 }
 
 /// `{"type": kind, "object": object}` and a newline, around an object already encoded.
@@ -293,6 +303,12 @@ fn line(value: &Value) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_name_is_the_key_s_last_segment() {
+        assert_eq!(key_name(b"/registry/core/configmaps/default/web"), b"web");
+        assert_eq!(key_name(b"/registry/core/namespaces/kube-system"), b"kube-system");
+    }
 
     // A line built around encoded bytes is the line the parsing path builds.
     #[test]
