@@ -14,6 +14,7 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, OptionalSend, RaftLogReader};
 use redb::{Durability, ReadableDatabase, ReadableTable};
@@ -152,22 +153,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             assert_eq!(pair[0].log_id.index + 1, pair[1].log_id.index, "appended entries are consecutive");
         }
         if !entries.is_empty() {
-            let encoded: Vec<(u64, Vec<u8>)> =
-                entries.iter().map(|entry| (entry.log_id.index, encode(entry))).collect();
-            let sizes: Vec<usize> = encoded.iter().map(|(_, bytes)| bytes.len()).collect();
+            let encoded: Vec<(u64, Bytes)> =
+                entries.iter().map(|entry| (entry.log_id.index, Bytes::from(encode(entry)))).collect();
             let db = self.db.clone();
+            let written = encoded.clone();
             run_blocking(db.blocking, move || {
                 write(&db, Durability::Immediate, |txn| {
                     let mut log = txn.open_table(LOG)?;
-                    for (index, bytes) in &encoded {
-                        log.insert(index, bytes.as_slice())?;
+                    for (index, bytes) in &written {
+                        log.insert(index, &bytes[..])?;
                     }
                     Ok(())
                 })
             })
             .await
             .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Write))?;
-            self.recent.lock().expect("recent entries lock poisoned").push(entries.into_iter().zip(sizes));
+            self.recent.lock().expect("recent entries lock poisoned").push(encoded);
         }
         callback.log_io_completed(Ok(()));
         Ok(())
@@ -238,8 +239,10 @@ async fn read_entries<RB: RangeBounds<u64>>(
 ) -> Result<Vec<Entry>, StorageError> {
     // The range moves to another thread, so it is copied into owned bounds.
     let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
-    if let Some(entries) = recent.lock().expect("recent entries lock poisoned").read(bounds, bytes_max) {
-        return Ok(entries);
+    let cached = recent.lock().expect("recent entries lock poisoned").read(bounds, bytes_max);
+    if let Some(encoded) = cached {
+        let decoded = encoded.iter().map(|bytes| postcard::from_bytes(bytes)).collect::<Result<_, _>>();
+        return decoded.map_err(|error| storage_error(ErrorSubject::Logs, ErrorVerb::Read)(error.into()));
     }
     let db = db.clone();
     run_blocking(db.blocking, move || read_entries_blocking(&db, bounds, bytes_max))
@@ -247,58 +250,60 @@ async fn read_entries<RB: RangeBounds<u64>>(
         .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Read))
 }
 
-/// Entries kept in memory after their append, with their encoded sizes.
+/// Entries kept in memory after their append.
 const RECENT_ENTRIES_MAX: usize = 256;
-/// Encoded bytes of the entries kept in memory: a few batches of the proposer's largest.
+/// Bytes of the entries kept in memory: a few batches of the proposer's largest.
 const RECENT_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// The last entries of the log, consecutive, as appended: a copy of the log's tail.
+/// The last entries of the log, consecutive, as appended: a copy of the log's tail, encoded.
+/// Encoded, because a decoded entry's keys and values may share (and keep alive) the much
+/// larger buffers of the requests they came in.
 #[derive(Default)]
 struct RecentEntries {
-    entries: VecDeque<(Entry, usize)>,
+    entries: VecDeque<(u64, Bytes)>,
     bytes: usize,
 }
 
 impl RecentEntries {
-    /// Records appended entries, which follow the log's last entry (or replace a tail that a
-    /// truncation removed).
-    fn push(&mut self, appended: impl IntoIterator<Item = (Entry, usize)>) {
-        for (entry, size) in appended {
-            let follows =
-                self.entries.back().is_none_or(|(last, _)| last.log_id.index + 1 == entry.log_id.index);
+    /// Records appended entries (index, encoded), which follow the log's last entry (or
+    /// replace a tail that a truncation removed).
+    fn push(&mut self, appended: impl IntoIterator<Item = (u64, Bytes)>) {
+        for (index, encoded) in appended {
+            let follows = self.entries.back().is_none_or(|(last, _)| last + 1 == index);
             if !follows {
                 self.entries.clear();
                 self.bytes = 0;
             }
-            self.bytes += size;
-            self.entries.push_back((entry, size));
+            self.bytes += encoded.len();
+            self.entries.push_back((index, encoded));
         }
         while self.entries.len() > RECENT_ENTRIES_MAX
             || (self.bytes > RECENT_BYTES_MAX && self.entries.len() > 1)
         {
-            let (_, size) = self.entries.pop_front().expect("more than one entry");
-            self.bytes -= size;
+            let (_, encoded) = self.entries.pop_front().expect("more than one entry");
+            self.bytes -= encoded.len();
         }
     }
 
     /// Forgets the entries at and after `index`.
     fn truncate_from(&mut self, index: u64) {
-        while self.entries.back().is_some_and(|(entry, _)| entry.log_id.index >= index) {
-            let (_, size) = self.entries.pop_back().expect("checked");
-            self.bytes -= size;
+        while self.entries.back().is_some_and(|(last, _)| *last >= index) {
+            let (_, encoded) = self.entries.pop_back().expect("checked");
+            self.bytes -= encoded.len();
         }
     }
 
     /// Forgets the entries up to and including `index`.
     fn purge_through(&mut self, index: u64) {
-        while self.entries.front().is_some_and(|(entry, _)| entry.log_id.index <= index) {
-            let (_, size) = self.entries.pop_front().expect("checked");
-            self.bytes -= size;
+        while self.entries.front().is_some_and(|(first, _)| *first <= index) {
+            let (_, encoded) = self.entries.pop_front().expect("checked");
+            self.bytes -= encoded.len();
         }
     }
 
-    /// The entries in `bounds` as `read_entries` returns them, if every one of them is here.
-    fn read(&self, bounds: (Bound<u64>, Bound<u64>), bytes_max: usize) -> Option<Vec<Entry>> {
+    /// The encoded entries in `bounds` as `read_entries` returns them, if every one of them is
+    /// here.
+    fn read(&self, bounds: (Bound<u64>, Bound<u64>), bytes_max: usize) -> Option<Vec<Bytes>> {
         if is_empty(bounds) {
             return Some(Vec::new());
         }
@@ -311,23 +316,22 @@ impl RecentEntries {
         };
         // This is the log's tail: nothing lies beyond `last`.
         let end = match bounds.1 {
-            Bound::Included(end) => end.min(last.log_id.index),
-            Bound::Excluded(end) => (end - 1).min(last.log_id.index),
-            Bound::Unbounded => last.log_id.index,
+            Bound::Included(end) => end.min(*last),
+            Bound::Excluded(end) => (end - 1).min(*last),
+            Bound::Unbounded => *last,
         };
-        if start < first.log_id.index {
+        if start < *first {
             return None;
         }
-        let skip = usize::try_from(start - first.log_id.index).ok()?;
+        let skip = usize::try_from(start - first).ok()?;
         let mut entries = Vec::new();
         let mut bytes = 0usize;
-        for (entry, size) in self.entries.iter().skip(skip).take_while(|(entry, _)| entry.log_id.index <= end)
-        {
-            bytes = bytes.saturating_add(*size);
+        for (_, encoded) in self.entries.iter().skip(skip).take_while(|(index, _)| *index <= end) {
+            bytes = bytes.saturating_add(encoded.len());
             if bytes > bytes_max && !entries.is_empty() {
                 break;
             }
-            entries.push(entry.clone());
+            entries.push(encoded.clone());
         }
         Some(entries)
     }
@@ -400,18 +404,14 @@ mod tests {
 
     use super::*;
 
-    fn entry(term: u64, index: u64) -> (Entry, usize) {
-        (
-            Entry {
-                log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-                payload: EntryPayload::Blank,
-            },
-            10,
-        )
+    fn entry(term: u64, index: u64) -> (u64, Bytes) {
+        let log_id = LogId::new(CommittedLeaderId::new(term, 1), index);
+        (index, Bytes::from(encode(&Entry { log_id, payload: EntryPayload::Blank })))
     }
 
-    fn ids(entries: Option<Vec<Entry>>) -> Option<Vec<(u64, u64)>> {
-        entries.map(|entries| entries.iter().map(|e| (e.log_id.leader_id.term, e.log_id.index)).collect())
+    fn ids(entries: Option<Vec<Bytes>>) -> Option<Vec<(u64, u64)>> {
+        let decode = |bytes: &Bytes| postcard::from_bytes::<Entry>(bytes).unwrap().log_id;
+        entries.map(|entries| entries.iter().map(decode).map(|id| (id.leader_id.term, id.index)).collect())
     }
 
     // The in-memory tail answers only for ranges it holds whole, and stays the log's tail
@@ -428,8 +428,9 @@ mod tests {
         assert_eq!(ids(recent.read((Unbounded, Included(6)), usize::MAX)), None);
         assert_eq!(ids(recent.read((Included(7), Excluded(7)), usize::MAX)), Some(vec![]));
         // The byte limit cuts as the database read does, the first entry always coming.
-        assert_eq!(ids(recent.read((Included(5), Unbounded), 25)), Some(vec![(1, 5), (1, 6)]));
-        assert_eq!(ids(recent.read((Included(5), Unbounded), 3)), Some(vec![(1, 5)]));
+        let size = entry(1, 5).1.len();
+        assert_eq!(ids(recent.read((Included(5), Unbounded), 2 * size + 1)), Some(vec![(1, 5), (1, 6)]));
+        assert_eq!(ids(recent.read((Included(5), Unbounded), 1)), Some(vec![(1, 5)]));
 
         // A conflicting tail is cut and replaced by the new leader's entries.
         recent.truncate_from(8);
@@ -454,7 +455,9 @@ mod tests {
         assert_eq!(recent.entries.len(), RECENT_ENTRIES_MAX);
         assert_eq!(ids(recent.read((Included(104), Included(104)), usize::MAX)), None);
         assert_eq!(ids(recent.read((Included(105), Included(105)), usize::MAX)), Some(vec![(4, 105)]));
-        assert_eq!(recent.bytes, 10 * RECENT_ENTRIES_MAX);
+        let kept: usize =
+            (105..100 + RECENT_ENTRIES_MAX as u64 + 5).map(|index| entry(4, index).1.len()).sum();
+        assert_eq!(recent.bytes, kept);
     }
 
     // Checks which index ranges hold no index, including the edges at 0 and u64::MAX that a
