@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::command::{Command, CommandResponse};
-use crate::proposer::{MAX_BATCH_BYTES, MAX_BATCH_COMMANDS, encoded_len};
+use crate::proposer::gather_batch;
 use crate::raft::{Member, MemberId};
 use crate::transport::{PeerRpc, PeerTransport, TransportError};
 
@@ -162,17 +162,9 @@ async fn run_batches(transport: Arc<PeerTransport>, mut receiver: mpsc::Receiver
         // Waiting for a slot first lets the batch grow while earlier ones are on their way.
         let Ok(slot) = in_flight.clone().acquire_owned().await else { return };
         let (leader, url) = (first.0, first.1.clone());
-        let mut bytes = encoded_len(&first.2);
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
-            let Ok(next) = receiver.try_recv() else { break };
-            if next.0 != leader {
-                held = Some(next);
-                break;
-            }
-            bytes += encoded_len(&next.2);
-            batch.push(next);
-        }
+        let batch;
+        (batch, held) =
+            gather_batch(first, &mut receiver, |pending| &pending.2, |pending| pending.0 == leader);
         let transport = transport.clone();
         tokio::spawn(async move {
             let (commands, replies): (Vec<Command>, Vec<_>) =
