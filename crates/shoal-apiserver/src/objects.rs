@@ -141,7 +141,7 @@ impl ObjectStore {
 
     /// A page of a collection as the JSON bytes of its objects, unfiltered: a list without
     /// selectors then never parses an object (`request.filter` is not consulted).
-    pub async fn list_raw(&self, request: &ListRequest<'_>) -> Result<ListPage<Vec<u8>>, ApiError> {
+    pub async fn list_raw(&self, request: &ListRequest<'_>) -> Result<ListPage<RawObject>, ApiError> {
         let resource = request.resource;
         self.scan(request, |kv| self.decode_raw(resource, kv).map(Some)).await
     }
@@ -451,32 +451,23 @@ impl ObjectStore {
         Ok(Bytes::from(json))
     }
 
-    /// The object's JSON bytes as clients see them, without parsing: `"resourceVersion"` is
-    /// spliced into the top-level `metadata` (stored objects always have one, written by
-    /// `encode` with sorted keys and never a resourceVersion of their own).
-    pub fn decode_raw(&self, resource: &ResourceType, kv: &KeyValue) -> Result<Vec<u8>, ApiError> {
+    /// The object's JSON as clients see it, without parsing: `"resourceVersion"` goes into
+    /// the top-level `metadata` as it is written out (stored objects always have one, written
+    /// by `encode` with sorted keys and never a resourceVersion of their own). The stored
+    /// bytes are shared, not copied.
+    pub fn decode_raw(&self, resource: &ResourceType, kv: &KeyValue) -> Result<RawObject, ApiError> {
         let json = if resource.plural == "secrets" && resource.group.is_empty() {
-            self.secret_box.open(&kv.value).map_err(|error| {
+            Bytes::from(self.secret_box.open(&kv.value).map_err(|error| {
                 tracing::error!(key = %String::from_utf8_lossy(&kv.key), %error, "cannot open a stored secret");
                 ApiError::internal("a stored secret cannot be decrypted with this server's key")
-            })?
+            })?)
         } else {
-            kv.value.to_vec()
+            kv.value.clone()
         };
         match top_level_metadata(&json) {
-            Some(at) => {
-                let field = format!("\"resourceVersion\":\"{}\",", kv.mod_revision);
-                let mut spliced = Vec::with_capacity(json.len() + field.len());
-                spliced.extend_from_slice(&json[..at]);
-                spliced.extend_from_slice(field.as_bytes());
-                spliced.extend_from_slice(&json[at..]);
-                Ok(spliced)
-            }
+            Some(at) => Ok(RawObject { json, splice: Some((at, kv.mod_revision)) }),
             // Not the shape `encode` writes: take the slow, parsing path.
-            None => {
-                let object = self.decode(resource, kv)?.object;
-                serde_json::to_vec(&object).map_err(|error| ApiError::internal(error.to_string()))
-            }
+            None => Ok(RawObject::serialized(&self.decode(resource, kv)?.object)),
         }
     }
 
@@ -498,6 +489,59 @@ impl ObjectStore {
         })?;
         Ok(Stored { object: with_resource_version(object, kv.mod_revision), revision: kv.mod_revision })
     }
+}
+
+/// An object's JSON as clients see it, still in pieces: the stored bytes, and the
+/// resourceVersion to splice into its `metadata` as it is written out.
+#[derive(Debug, Clone)]
+pub struct RawObject {
+    json: Bytes,
+    /// Where the first member of the top-level `metadata` starts, and the revision to put there.
+    splice: Option<(usize, Revision)>,
+}
+
+impl RawObject {
+    /// An object that carries its resourceVersion already.
+    pub fn serialized(object: &Value) -> Self {
+        let json = serde_json::to_vec(object).expect("JSON values serialize");
+        RawObject { json: Bytes::from(json), splice: None }
+    }
+
+    /// The length of what `write_to` writes.
+    pub fn encoded_len(&self) -> usize {
+        let field =
+            |revision| RESOURCE_VERSION_OPEN.len() + decimal_len(revision) + RESOURCE_VERSION_CLOSE.len();
+        self.json.len() + self.splice.map_or(0, |(_, revision)| field(revision))
+    }
+
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let Some((at, revision)) = self.splice else {
+            out.extend_from_slice(&self.json);
+            return;
+        };
+        out.extend_from_slice(&self.json[..at]);
+        out.extend_from_slice(RESOURCE_VERSION_OPEN);
+        write!(out, "{revision}").expect("writing to a Vec cannot fail");
+        out.extend_from_slice(RESOURCE_VERSION_CLOSE);
+        out.extend_from_slice(&self.json[at..]);
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.write_to(&mut out);
+        out
+    }
+}
+
+/// What surrounds the revision in `"resourceVersion":"<revision>",`.
+const RESOURCE_VERSION_OPEN: &[u8] = b"\"resourceVersion\":\"";
+const RESOURCE_VERSION_CLOSE: &[u8] = b"\",";
+
+/// How many characters `revision` takes in decimal.
+fn decimal_len(revision: Revision) -> usize {
+    let digits = revision.unsigned_abs().checked_ilog10().map_or(1, |log| log as usize + 1);
+    digits + usize::from(revision < 0)
 }
 
 /// Where the first member of the top-level, non-empty `metadata` object starts, found by a
@@ -637,6 +681,24 @@ mod tests {
         check(r#"{"metadata":{}}"#, None);
         check(r#"{"spec":{}}"#, None);
         check(r#"}}}"#, None);
+    }
+
+    // A spliced object says exactly as many bytes as `encoded_len` promises (a list's
+    // Content-Length is the sum), and reads as the stored object with its resourceVersion.
+    #[test]
+    fn raw_objects_splice_their_revision() {
+        let stored = Bytes::from_static(br#"{"kind":"Pod","metadata":{"name":"a"},"spec":{}}"#);
+        let at = top_level_metadata(&stored).expect("has metadata");
+        for revision in [0, 7, 10, 99, 100, 123_456_789, i64::MAX, -5] {
+            let raw = RawObject { json: stored.clone(), splice: Some((at, revision)) };
+            let bytes = raw.to_vec();
+            assert_eq!(bytes.len(), raw.encoded_len(), "{revision}");
+            let object: Value = serde_json::from_slice(&bytes).expect("JSON");
+            assert_eq!(object["metadata"]["resourceVersion"], revision.to_string());
+            assert_eq!(object["metadata"]["name"], "a");
+        }
+        let serialized = RawObject::serialized(&serde_json::json!({"metadata": {"resourceVersion": "3"}}));
+        assert_eq!(serialized.to_vec().len(), serialized.encoded_len());
     }
 
     // Continue tokens round-trip, and tampered ones are refused rather than read.

@@ -1,12 +1,19 @@
 //! get and list: resourceVersion semantics, selectors, paging, and Table output.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::Poll;
+
+use bytes::Bytes;
 use http::StatusCode;
+use http_body_util::BodyExt as _;
+use hyper::body::{Frame, SizeHint};
 use serde_json::{Value, json};
 use shoal_store::mvcc::Revision;
 
 use crate::api::{Api, Call, Query, Reply, TABLE_CONTENT_TYPE};
 use crate::error::ApiError;
-use crate::objects::{ListPage, ListRequest, ReadAt, not_found};
+use crate::objects::{ListPage, ListRequest, RawObject, ReadAt, not_found};
 use crate::resource::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::table;
@@ -46,36 +53,99 @@ pub async fn list(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
         api.objects.list_raw(&request).await?
     } else {
         let page = api.objects.list(&request).await?;
-        let items = page.items.iter().map(|item| serde_json::to_vec(item).expect("JSON values serialize"));
-        ListPage { items: items.collect(), revision: page.revision, continue_token: page.continue_token }
+        let items = page.items.iter().map(RawObject::serialized).collect();
+        ListPage { items, revision: page.revision, continue_token: page.continue_token }
     };
     Ok(Reply::Raw(list_response(target.resource, page)))
 }
 
-/// A `<Kind>List` response whose items are JSON documents already.
-fn list_response(resource: &ResourceType, page: ListPage<Vec<u8>>) -> http::Response<crate::server::Body> {
+/// A `<Kind>List` response around objects encoded already. The body is written out a chunk
+/// at a time as the connection takes it, so the first bytes are on their way (and being
+/// encrypted, and read) while the rest is still being assembled, and no copy of the whole
+/// list is ever held.
+fn list_response(resource: &ResourceType, page: ListPage<RawObject>) -> http::Response<crate::server::Body> {
     let mut metadata = json!({"resourceVersion": page.revision.to_string()});
     if let Some(token) = page.continue_token {
         metadata["continue"] = Value::String(token);
     }
     let head = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata});
-    let head = serde_json::to_vec(&head).expect("JSON values serialize");
-    let size = head.len() + page.items.iter().map(|item| item.len() + 1).sum::<usize>() + 16;
-    let mut body = Vec::with_capacity(size);
-    body.extend_from_slice(&head[..head.len() - 1]);
-    body.extend_from_slice(b",\"items\":[");
-    for (index, item) in page.items.iter().enumerate() {
-        if index > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(item);
-    }
-    body.extend_from_slice(b"]}");
+    let mut head = serde_json::to_vec(&head).expect("JSON values serialize");
+    head.pop(); // The closing brace: the items follow.
+    head.extend_from_slice(b",\"items\":[");
     http::Response::builder()
         .status(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, crate::api::JSON)
-        .body(crate::server::full(body))
+        .body(ListBody::new(head, page.items).boxed_unsync())
         .expect("a response with valid headers builds")
+}
+
+/// The bytes of a list, assembled a chunk at a time; its exact length is known up front, so
+/// the response carries a Content-Length.
+struct ListBody {
+    head: Option<Vec<u8>>,
+    items: std::vec::IntoIter<RawObject>,
+    /// Bytes not yet handed out.
+    remaining: u64,
+}
+
+/// How much of a list one chunk holds (at least one whole item).
+const LIST_CHUNK_BYTES: usize = 128 * 1024;
+const LIST_TAIL: &[u8] = b"]}";
+
+impl ListBody {
+    fn new(head: Vec<u8>, items: Vec<RawObject>) -> Self {
+        let separators = items.len().saturating_sub(1);
+        let length = head.len()
+            + items.iter().map(RawObject::encoded_len).sum::<usize>()
+            + separators
+            + LIST_TAIL.len();
+        ListBody { head: Some(head), items: items.into_iter(), remaining: length as u64 }
+    }
+
+    fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let first = self.head.is_some();
+        let mut chunk = self.head.take().unwrap_or_default();
+        chunk.reserve(LIST_CHUNK_BYTES);
+        for (index, item) in self.items.by_ref().enumerate() {
+            if index > 0 || !first {
+                chunk.push(b',');
+            }
+            item.write_to(&mut chunk);
+            if chunk.len() >= LIST_CHUNK_BYTES {
+                return Some(chunk);
+            }
+        }
+        chunk.extend_from_slice(LIST_TAIL);
+        Some(chunk)
+    }
+}
+
+impl hyper::body::Body for ListBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let body = self.get_mut();
+        let chunk = body.next_chunk().map(|chunk| {
+            body.remaining -= chunk.len() as u64;
+            Ok(Frame::data(Bytes::from(chunk)))
+        });
+        Poll::Ready(chunk)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// The label and field selectors of a list or watch.
@@ -217,6 +287,40 @@ fn table_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A list body, chunk by chunk, is one JSON document of exactly the announced length,
+    // with every item in order: none, one, and more than fit one chunk.
+    #[test]
+    fn a_list_body_adds_up() {
+        let head = br#"{"kind":"PodList","metadata":{},"items":["#.to_vec();
+        for count in [0, 1, 2, 1_000] {
+            let items: Vec<RawObject> = (0..count)
+                .map(|i| {
+                    RawObject::serialized(
+                        &json!({"metadata": {"name": format!("pod-{i}")}, "pad": "x".repeat(300)}),
+                    )
+                })
+                .collect();
+            let mut body = ListBody::new(head.clone(), items);
+            let announced = body.remaining;
+            let (mut bytes, mut chunks) = (Vec::new(), 0);
+            while let Some(chunk) = body.next_chunk() {
+                body.remaining -= chunk.len() as u64;
+                bytes.extend_from_slice(&chunk);
+                chunks += 1;
+            }
+            assert_eq!(bytes.len() as u64, announced, "{count} items");
+            let list: Value = serde_json::from_slice(&bytes).expect("one JSON document");
+            let names: Vec<&str> = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|item| item["metadata"]["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(names, (0..count).map(|i| format!("pod-{i}")).collect::<Vec<_>>());
+            assert_eq!(chunks > 1, bytes.len() > LIST_CHUNK_BYTES, "{count} items in {chunks} chunks");
+        }
+    }
 
     fn query(resource_version: Option<&str>, resource_version_match: Option<&str>) -> Query {
         Query {

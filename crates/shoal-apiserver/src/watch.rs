@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{Api, Call, JSON, Reply, TABLE_CONTENT_TYPE};
 use crate::error::ApiError;
-use crate::objects::{ListRequest, ObjectStore, ReadAt};
+use crate::objects::{ListRequest, ObjectStore, RawObject, ReadAt};
 use crate::read::{self, Filter};
 use crate::resource::ResourceType;
 
@@ -250,12 +250,12 @@ fn key_name(key: &[u8]) -> &[u8] {
 }
 
 /// `{"type": kind, "object": object}` and a newline, around an object already encoded.
-fn raw_line(kind: &str, object: &[u8]) -> Bytes {
-    let mut line = Vec::with_capacity(object.len() + kind.len() + 32);
+fn raw_line(kind: &str, object: &RawObject) -> Bytes {
+    let mut line = Vec::with_capacity(object.encoded_len() + kind.len() + 32);
     line.extend_from_slice(b"{\"type\":\"");
     line.extend_from_slice(kind.as_bytes());
     line.extend_from_slice(b"\",\"object\":");
-    line.extend_from_slice(object);
+    object.write_to(&mut line);
     line.extend_from_slice(b"}\n");
     Bytes::from(line)
 }
@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn a_raw_line_reads_as_the_parsed_one() {
         let object = json!({"kind": "Pod", "metadata": {"resourceVersion": "7", "name": "a\"b"}});
-        let raw = raw_line("MODIFIED", &serde_json::to_vec(&object).unwrap());
+        let raw = raw_line("MODIFIED", &RawObject::serialized(&object));
         assert!(raw.ends_with(b"\n"));
         let parsed: Value = serde_json::from_slice(&raw).unwrap();
         assert_eq!(parsed, json!({"type": "MODIFIED", "object": object}));
