@@ -1,5 +1,5 @@
 //! kube-rs, the Rust Kubernetes client, against a 3-member cluster of `shoal server` processes:
-//! typed CRUD and list pages through `kube::Api`, and kube-runtime's watcher and reflector
+//! typed CRUD, list pages and a watch by name through `kube::Api`, and kube-runtime's watcher and reflector
 //! across a SIGKILL of the API server they talk to.
 //!
 //! Clients reach the members through `Failover`, a `tower::Service` that sends each request to
@@ -115,6 +115,86 @@ async fn list_pages_are_one_snapshot() {
 // (the server applies a losing patch again to the newer object, as Kubernetes does, instead
 // of answering 409) and that the object ends with all 12 keys; then that a patch naming a
 // stale resourceVersion still gets 409 Conflict.
+// Watches one ConfigMap by name (a `metadata.name` field selector: the watch that `kubectl
+// get <kind> <name> -w` and `kubectl wait` make, which the server answers from the store key
+// without parsing objects) while its siblings change around it. The watch must see exactly
+// its object's changes, in order, each with the data written and a rising resourceVersion:
+// an update, a second update, the deletion (with the object as it was), and its re-creation,
+// which is the last write of all, so an event of a sibling would have come before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_by_name_sees_only_its_object() {
+    let cluster = start_cluster(3, &[]).await;
+    let api =
+        Api::<ConfigMap>::namespaced(Failover::connect(&cluster, &[0, 1, 2]).await.into_client(), NAMESPACE);
+    let (watched, siblings) = ("named-2", ["named-1", "named-20", "named-3"]);
+    for name in siblings.iter().chain([&watched]) {
+        api.create(&PostParams::default(), &config_map(name, &[], &[("step", "created")]))
+            .await
+            .expect("creating");
+    }
+    let from = api
+        .list(&ListParams::default())
+        .await
+        .expect("listing")
+        .metadata
+        .resource_version
+        .expect("a list rv");
+    let params = kube::api::WatchParams::default().fields(&format!("metadata.name={watched}")).timeout(60);
+    let mut events = api.watch(&params, &from).await.expect("watching").boxed();
+
+    let set = |name: &'static str, step: &'static str| {
+        let api = api.clone();
+        async move {
+            let patch = Patch::Merge(json!({"data": {"step": step}}));
+            api.patch(name, &PatchParams::default(), &patch).await.expect("patching");
+        }
+    };
+    for step in ["one", "two"] {
+        for name in siblings {
+            set(name, step).await;
+        }
+        set(watched, step).await;
+    }
+    for name in [siblings[1], watched, siblings[2]] {
+        api.delete(name, &DeleteParams::default()).await.expect("deleting");
+    }
+    set(siblings[0], "three").await;
+    api.create(&PostParams::default(), &config_map(watched, &[], &[("step", "again")]))
+        .await
+        .expect("re-creating");
+
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    while seen.len() < 4 {
+        let event = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("the watch stalled after {seen:?}"))
+            .unwrap_or_else(|| panic!("the watch ended after {seen:?}"))
+            .expect("a watch event");
+        let (kind, object) = match event {
+            kube::api::WatchEvent::Added(object) => ("ADDED", object),
+            kube::api::WatchEvent::Modified(object) => ("MODIFIED", object),
+            kube::api::WatchEvent::Deleted(object) => ("DELETED", object),
+            other => panic!("unexpected watch event {other:?} after {seen:?}"),
+        };
+        let step = object.data.as_ref().and_then(|data| data.get("step")).cloned().unwrap_or_default();
+        let revision: u64 = object.resource_version().expect("an rv").parse().expect("a numeric rv");
+        seen.push((kind, object.name_any(), step, revision));
+    }
+    let described: Vec<(&str, &str, &str)> =
+        seen.iter().map(|(kind, name, step, _)| (*kind, name.as_str(), step.as_str())).collect();
+    assert_eq!(
+        described,
+        [
+            ("MODIFIED", watched, "one"),
+            ("MODIFIED", watched, "two"),
+            ("DELETED", watched, "two"),
+            ("ADDED", watched, "again"),
+        ]
+    );
+    assert!(seen.windows(2).all(|pair| pair[0].3 < pair[1].3), "resourceVersions do not rise: {seen:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_patches_without_a_resource_version_all_land() {
     const PATCHERS: usize = 12;
