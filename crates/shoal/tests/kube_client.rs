@@ -1,6 +1,6 @@
 //! kube-rs, the Rust Kubernetes client, against a 3-member cluster of `shoal server` processes:
-//! typed CRUD, list pages and a watch by name through `kube::Api`, and kube-runtime's watcher and reflector
-//! across a SIGKILL of the API server they talk to.
+//! typed CRUD, list pages and a watch by name through `kube::Api`, and kube-runtime's watcher
+//! and reflector across a SIGKILL of the API server they talk to.
 //!
 //! Clients reach the members through `Failover`, a `tower::Service` that sends each request to
 //! one member's API server and moves on to the next member when a request fails at the
