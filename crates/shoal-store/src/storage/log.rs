@@ -29,6 +29,9 @@ use crate::raft::{Entry, LogId, StorageError, TypeConfig, Vote};
 pub struct LogStore {
     db: Arc<Db>,
     recent: Arc<Mutex<RecentEntries>>,
+    /// The committed log id openraft saved last, if the database does not have it yet: the
+    /// next append or vote writes it in its transaction.
+    unwritten_committed: Option<Option<LogId>>,
 }
 
 /// A reader of the log, one per replication stream. Reads see every append that has returned.
@@ -40,7 +43,12 @@ pub struct LogReader {
 
 impl LogStore {
     pub(super) fn new(db: Arc<Db>) -> Self {
-        Self { db, recent: Arc::default() }
+        Self { db, recent: Arc::default(), unwritten_committed: None }
+    }
+
+    /// The committed log id saved since the last durable write, encoded for the next one.
+    fn take_unwritten_committed(&mut self) -> Option<Vec<u8>> {
+        self.unwritten_committed.take().map(|committed| encode(&committed))
     }
 
     /// The size of the database file, which also holds the snapshot.
@@ -98,9 +106,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let db = self.db.clone();
         let vote = encode(vote);
+        let committed = self.take_unwritten_committed();
         run_blocking(db.blocking, move || {
             write(&db, Durability::Immediate, |txn| {
-                txn.open_table(LOG_META)?.insert(VOTE_KEY, vote.as_slice())?;
+                let mut meta = txn.open_table(LOG_META)?;
+                meta.insert(VOTE_KEY, vote.as_slice())?;
+                if let Some(committed) = committed {
+                    meta.insert(COMMITTED_KEY, committed.as_slice())?;
+                }
                 Ok(())
             })
         })
@@ -115,24 +128,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(storage_error(ErrorSubject::Vote, ErrorVerb::Read))
     }
 
-    /// Saves the committed log id without fsync: it rides along with the next durable write (an
-    /// append, a vote), since redb persists commits in order. Losing the latest one in a crash
-    /// only means re-applying fewer entries on restart and learning the rest from the leader;
-    /// fsyncing it would double the fsyncs per write.
+    /// Keeps the committed log id for the next durable write (an append, a vote) to write
+    /// in its transaction: no transaction of its own, and no hop to the blocking pool, since openraft awaits this before it
+    /// applies each commit. Losing the latest one in a crash only means re-applying fewer
+    /// entries on restart and learning the rest from the leader.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let db = self.db.clone();
-        let committed = encode(&committed);
-        run_blocking(db.blocking, move || {
-            write(&db, Durability::None, |txn| {
-                txn.open_table(LOG_META)?.insert(COMMITTED_KEY, committed.as_slice())?;
-                Ok(())
-            })
-        })
-        .await
-        .map_err(storage_error(ErrorSubject::Store, ErrorVerb::Write))
+        self.unwritten_committed = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        if let Some(committed) = self.unwritten_committed {
+            return Ok(committed);
+        }
         let db = self.db.clone();
         run_blocking(db.blocking, move || db.read_value::<Option<LogId>>(LOG_META, COMMITTED_KEY))
             .await
@@ -140,9 +148,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(storage_error(ErrorSubject::Store, ErrorVerb::Read))
     }
 
-    /// Writes the whole batch in one durable transaction, and only then reports it flushed.
-    /// The callback is called before returning, which the contract allows; on error it is
-    /// dropped and the error, returned, stops openraft.
+    /// Writes the whole batch in one durable transaction (with the committed log id saved
+    /// since the last durable write), and only then reports it flushed. The callback is called
+    /// before returning, which the contract allows; on error it is dropped and the error,
+    /// returned, stops openraft.
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
@@ -157,11 +166,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 entries.iter().map(|entry| (entry.log_id.index, Bytes::from(encode(entry)))).collect();
             let db = self.db.clone();
             let written = encoded.clone();
+            let committed = self.take_unwritten_committed();
             run_blocking(db.blocking, move || {
                 write(&db, Durability::Immediate, |txn| {
                     let mut log = txn.open_table(LOG)?;
                     for (index, bytes) in &written {
                         log.insert(index, &bytes[..])?;
+                    }
+                    if let Some(committed) = committed {
+                        txn.open_table(LOG_META)?.insert(COMMITTED_KEY, committed.as_slice())?;
                     }
                     Ok(())
                 })

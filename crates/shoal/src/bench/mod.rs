@@ -290,15 +290,28 @@ fn sample_rss_midway(target: &Target, duration: Duration) -> tokio::task::JoinHa
 
 /// Kills the leader while a client writes through a follower; the gap between the last write
 /// before and the first after is the unavailability. Median over `trials`.
+///
+/// The leader is confirmed just before the kill: leadership can move during the second of
+/// writes before it (the member restarted by the previous trial may call an election), and
+/// killing a member that no longer leads measures no outage. Such an attempt is dropped.
 async fn failover(target: &mut Target, tls: &ClientTlsConfig, trials: usize) -> anyhow::Result<Duration> {
+    const ATTEMPTS_PER_TRIAL: usize = 5;
     let mut gaps = Vec::new();
-    for _ in 0..trials {
+    let mut attempts = 0;
+    while gaps.len() < trials {
+        attempts += 1;
+        anyhow::ensure!(attempts <= trials * ATTEMPTS_PER_TRIAL, "leadership kept moving before the kill");
         let leader = wait_leader(target).await?;
         let follower = (leader + 1) % target.len();
         let channel: Channel = workload::connect(&[target.endpoint(follower)], tls, 1).await?.remove(0);
         let stop_at = Instant::now() + Duration::from_secs(6);
         let recorder = tokio::spawn(workload::record_successes(channel, stop_at));
         tokio::time::sleep(Duration::from_secs(1)).await;
+        if target.leader().await.ok().flatten() != Some(leader) {
+            recorder.abort();
+            tracing::info!(was = leader, "leadership moved before the kill; trial dropped");
+            continue;
+        }
         let fault_at = Instant::now();
         target.kill(leader).await?;
         let successes = recorder.await?;
