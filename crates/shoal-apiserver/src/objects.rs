@@ -526,12 +526,6 @@ impl RawObject {
         out.extend_from_slice(RESOURCE_VERSION_CLOSE);
         out.extend_from_slice(&self.json[at..]);
     }
-
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.encoded_len());
-        self.write_to(&mut out);
-        out
-    }
 }
 
 /// What surrounds the revision in `"resourceVersion":"<revision>",`.
@@ -687,18 +681,23 @@ mod tests {
     // Content-Length is the sum), and reads as the stored object with its resourceVersion.
     #[test]
     fn raw_objects_splice_their_revision() {
+        let written = |raw: &RawObject| {
+            let mut out = Vec::new();
+            raw.write_to(&mut out);
+            out
+        };
         let stored = Bytes::from_static(br#"{"kind":"Pod","metadata":{"name":"a"},"spec":{}}"#);
         let at = top_level_metadata(&stored).expect("has metadata");
         for revision in [0, 7, 10, 99, 100, 123_456_789, i64::MAX, -5] {
             let raw = RawObject { json: stored.clone(), splice: Some((at, revision)) };
-            let bytes = raw.to_vec();
+            let bytes = written(&raw);
             assert_eq!(bytes.len(), raw.encoded_len(), "{revision}");
             let object: Value = serde_json::from_slice(&bytes).expect("JSON");
             assert_eq!(object["metadata"]["resourceVersion"], revision.to_string());
             assert_eq!(object["metadata"]["name"], "a");
         }
         let serialized = RawObject::serialized(&serde_json::json!({"metadata": {"resourceVersion": "3"}}));
-        assert_eq!(serialized.to_vec().len(), serialized.encoded_len());
+        assert_eq!(written(&serialized).len(), serialized.encoded_len());
     }
 
     // Continue tokens round-trip, and tampered ones are refused rather than read.

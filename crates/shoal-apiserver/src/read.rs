@@ -102,7 +102,14 @@ impl ListBody {
         ListBody { head: Some(head), items: items.into_iter(), remaining: length as u64 }
     }
 
+    /// The next chunk, counted off `remaining`.
     fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        let chunk = self.assemble_chunk()?;
+        self.remaining -= chunk.len() as u64;
+        Some(chunk)
+    }
+
+    fn assemble_chunk(&mut self) -> Option<Vec<u8>> {
         if self.remaining == 0 {
             return None;
         }
@@ -131,12 +138,8 @@ impl hyper::body::Body for ListBody {
         self: Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let body = self.get_mut();
-        let chunk = body.next_chunk().map(|chunk| {
-            body.remaining -= chunk.len() as u64;
-            Ok(Frame::data(Bytes::from(chunk)))
-        });
-        Poll::Ready(chunk)
+        let chunk = self.get_mut().next_chunk();
+        Poll::Ready(chunk.map(|chunk| Ok(Frame::data(Bytes::from(chunk)))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -305,7 +308,6 @@ mod tests {
             let announced = body.remaining;
             let (mut bytes, mut chunks) = (Vec::new(), 0);
             while let Some(chunk) = body.next_chunk() {
-                body.remaining -= chunk.len() as u64;
                 bytes.extend_from_slice(&chunk);
                 chunks += 1;
             }

@@ -128,10 +128,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(storage_error(ErrorSubject::Vote, ErrorVerb::Read))
     }
 
-    /// Keeps the committed log id for the next durable write (an append, a vote) to write
-    /// in its transaction: no transaction of its own, and no hop to the blocking pool, since openraft awaits this before it
-    /// applies each commit. Losing the latest one in a crash only means re-applying fewer
-    /// entries on restart and learning the rest from the leader.
+    /// Keeps the committed log id for the next durable write (an append, a vote) to write in
+    /// its transaction: no transaction of its own, and no hop to the blocking pool, since
+    /// openraft awaits this before it applies each commit. Losing the latest one in a crash
+    /// only means re-applying fewer entries on restart and learning the rest from the leader.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         self.unwritten_committed = Some(committed);
         Ok(())
