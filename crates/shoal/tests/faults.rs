@@ -1,5 +1,6 @@
 //! Whole-process faults on a 3-member cluster of `shoal server` processes: SIGKILL of the
-//! leader under write load, restart, SIGSTOP, wipe and re-add, and loss of quorum.
+//! leader under write load, restart, SIGSTOP, wipe and re-add, loss of quorum, and restarts
+//! that must not disturb a healthy leader.
 //!
 //! Clients are shoal-store's generated etcd v3 gRPC clients over TLS with the admin's
 //! certificate, as any etcd client library would talk to shoal. Histories recorded under
@@ -520,4 +521,59 @@ async fn wait_promoted(cluster: &LocalCluster, i: usize) {
         );
         tokio::time::sleep(POLL_INTERVAL).await;
     }
+}
+
+// SIGKILLs a member and restarts it, six times over, under a write load through every
+// member: followers three times, then the leader three times (each restart after a new
+// leader took over). A restarted member must hear from the leader before its election timer
+// runs out: if it called an election instead, its higher term would depose the leader
+// (openraft 0.9 has no pre-vote) and writes would stop for an election, for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_does_not_depose_a_healthy_leader() {
+    const RESTARTS: usize = 6;
+    let mut cluster = start_cluster(3, &[]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let mut load = JoinSet::new();
+    for i in 0..3 {
+        let (mut client, stop, acknowledged) = (kv_client(&cluster, i), stop.clone(), acknowledged.clone());
+        load.spawn(async move {
+            for n in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match put(&mut client, &format!("load/{i}/{}", n % 50), "value").await {
+                    Ok(_) => _ = acknowledged.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
+                }
+            }
+        });
+    }
+
+    let mut deposed = Vec::new();
+    for restart in 0..RESTARTS {
+        let leader = cluster.wait_ready().await.expect("a leader");
+        let latest = put_anywhere(&cluster, "restart/k", &format!("v{restart}")).await;
+        let killed = if restart < RESTARTS / 2 { (leader + 1 + restart % 2) % 3 } else { leader };
+        cluster.kill(killed).await.expect("killing a member");
+        let leader = cluster.wait_ready().await.expect("a leader among the others");
+        let leader_id = cluster.member_id(leader).await.expect("member id");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let term = cluster.status(leader).await.expect("status").raft_term;
+        cluster.restart(killed).await.expect("restarting the member");
+        cluster.wait_caught_up(killed, latest).await.expect("the restarted member catches up");
+        // Past any election the restarted member could have called.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let status = cluster.status(leader).await.expect("status");
+        if status.raft_term != term || status.leader != leader_id {
+            deposed.push((restart, killed, term, status.raft_term));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.join_all().await;
+    assert!(acknowledged.load(Ordering::Relaxed) > 0, "the load made no write");
+    assert!(
+        deposed.is_empty(),
+        "restarted members deposed the leader: (restart, member, term, term after) {deposed:?}"
+    );
 }
