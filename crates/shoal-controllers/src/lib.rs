@@ -45,6 +45,13 @@ pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The pause between two failed discoveries at start.
 pub const DISCOVERY_RETRY_DELAY: Duration = Duration::from_secs(2);
 
+/// Drops an object's managedFields as its watch decodes it. No controller reads them from the
+/// objects this is used on, yet they are much of a pod's decoded size (nested JSON maps) and
+/// every reflector would clone and keep them.
+pub fn drop_managed_fields<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
 /// The controllers' settings.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Config {

@@ -21,7 +21,7 @@ use super::{Write, decide};
 use crate::events::Recorder;
 use crate::ownership::{controller_of, controller_reference, selector_matches};
 use crate::replicaset::runtime::set_owner;
-use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, is_status};
+use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, drop_managed_fields, is_status};
 
 /// Deployments reconciled at once.
 const RECONCILES_IN_FLIGHT_MAX: u16 = 4;
@@ -89,7 +89,9 @@ pub async fn run(client: Client, events: Recorder) {
         let replica_sets = replica_sets.clone();
         reflector::reflector(
             pod_writer,
-            watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
+            watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+                .default_backoff()
+                .modify(drop_managed_fields),
         )
         .map_ok(move |event| {
             let keys: Vec<Key> = match event {

@@ -16,7 +16,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt as _;
+use futures::{Stream, StreamExt as _};
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::serde::de::DeserializeOwned;
@@ -30,7 +30,7 @@ use super::{
     Action, CONTROLLER_NAME, FIELD_MANAGER, MANAGED_BY_LABEL, Observed, SERVICE_NAME_LABEL, Target,
     TriggerTimes, decide, is_managed, orphaned_endpoints,
 };
-use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, is_status};
+use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, drop_managed_fields, is_status};
 
 /// How long a pass waits after a change for more, so that a burst of pod events costs one
 /// pass.
@@ -55,10 +55,11 @@ pub async fn run(client: Client) {
     let state = Mutex::new(State::default());
     let (changed, changes) = watch::channel(());
     let watches = futures::future::join5(
-        watch_kind(Api::all(client.clone()), services_writer, &state, &changed),
-        watch_kind(Api::all(client.clone()), pods_writer, &state, &changed),
-        watch_kind(Api::all(client.clone()), endpoints_writer, &state, &changed),
-        watch_kind(Api::all(client.clone()), slices_writer, &state, &changed),
+        watch_kind(events(&client).modify(drop_managed_fields), services_writer, &state, &changed),
+        watch_kind(events(&client).modify(drop_managed_fields), pods_writer, &state, &changed),
+        // This controller tells its own Endpoints and slices by their managedFields.
+        watch_kind(events(&client), endpoints_writer, &state, &changed),
+        watch_kind(events(&client), slices_writer, &state, &changed),
         watch_nodes(Api::all(client.clone()), &state, &changed),
     );
     let caches = Caches { services, pods, endpoints, slices };
@@ -97,9 +98,19 @@ impl State {
     }
 }
 
-/// Keeps one kind's cache (through the reflector) and marks the namespaces that change.
+/// The watch of every object of kind `K`, retried with back-off.
+fn events<K>(client: &Client) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + use<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    watcher(Api::all(client.clone()), watcher::Config::default()).default_backoff()
+}
+
+/// Keeps one kind's cache (through the reflector) from `events` and marks the namespaces that
+/// change.
 async fn watch_kind<K>(
-    api: Api<K>,
+    events: impl Stream<Item = watcher::Result<watcher::Event<K>>>,
     writer: reflector::store::Writer<K>,
     state: &Mutex<State>,
     changed: &watch::Sender<()>,
@@ -108,7 +119,7 @@ async fn watch_kind<K>(
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let kind = K::kind(&K::DynamicType::default()).into_owned();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    let stream = reflector::reflector(writer, events);
     let mut events = std::pin::pin!(stream);
     while let Some(event) = events.next().await {
         let namespace = match event {

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::{
     DisruptionChange, Eviction, NODE_LEASE_NAMESPACE, NodeLifecycle, NodeLifecycleConfig, NodeUpdate, Plan,
 };
-use crate::{REQUEST_TIMEOUT, is_status};
+use crate::{REQUEST_TIMEOUT, drop_managed_fields, is_status};
 
 /// How often the controller looks at every node. Detection is no finer than this, and a pass
 /// is cheap (memory only) unless it writes.
@@ -75,10 +75,6 @@ struct Shared {
     lifecycle: NodeLifecycle,
     /// Whether the Lease watch has listed once: before that, silence means nothing.
     leases_listed: bool,
-}
-
-fn drop_managed_fields<K: kube::Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
 }
 
 /// Drives a reflector, which keeps its cache, logging the errors its watch meets (it retries

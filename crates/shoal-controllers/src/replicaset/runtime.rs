@@ -25,7 +25,7 @@ use serde_json::json;
 use super::{Expectations, Plan, PodRef, ReplicaFailure, decide, slow_start_batches, status};
 use crate::events::Recorder;
 use crate::ownership::{controller_of, controller_reference, selector_matches};
-use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, is_status};
+use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, drop_managed_fields, is_status};
 
 /// ReplicaSets reconciled at once.
 const RECONCILES_IN_FLIGHT_MAX: u16 = 8;
@@ -93,6 +93,7 @@ pub async fn run(client: Client, events: Recorder) {
         let mut writer = pod_writer;
         watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
             .default_backoff()
+            .modify(drop_managed_fields)
             .map_ok(move |event| {
                 let keys = observe_pod_event(&context, &writer.as_reader(), &replica_sets, &event);
                 writer.apply_watcher_event(&event);
