@@ -545,3 +545,24 @@ fn read_only_transactions_are_answered_as_reads() {
     };
     assert_eq!(store.read_txn(&writes_when_nested).expect("no error"), None);
 }
+
+// A put whose key and value are views into a larger buffer (as tonic decodes them) stores
+// copies: the versions the store keeps must not keep the whole buffer alive.
+#[test]
+fn stored_versions_do_not_share_the_request_buffer() {
+    let buffer = Bytes::from(vec![b'x'; 64 * 1024]);
+    let inside = |data: &Bytes| buffer.as_ptr_range().contains(&data.as_ptr());
+    let mut store = Mvcc::new();
+    for value_end in [10, 20] {
+        let request = PutRequest {
+            key: buffer.slice(0..3),
+            value: buffer.slice(3..value_end),
+            ..PutRequest::default()
+        };
+        store.put(&request).unwrap();
+        let response = store.range(&read_all_at(0)).unwrap();
+        let [kv] = &response.kvs[..] else { panic!("one key: {response:?}") };
+        assert_eq!((kv.key.len(), kv.value.len()), (3, value_end - 3));
+        assert!(!inside(&kv.key) && !inside(&kv.value), "the stored key or value is a view into the request");
+    }
+}

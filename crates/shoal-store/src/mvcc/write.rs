@@ -8,6 +8,8 @@
 
 use std::cmp::Ordering;
 
+use bytes::Bytes;
+
 use super::{Event, EventKind, KeyValue, KeyVersion, Mvcc, MvccError, Revision, latest_live};
 use crate::request::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
@@ -45,21 +47,25 @@ impl<'a> Writer<'a> {
             return Err(MvccError::EmptyKey);
         }
         let prev = self.store.latest_live(&request.key).cloned();
+        // What the store keeps gets memory of its own: a request's key and value may be views
+        // into a transport buffer many times their size (tonic decodes `bytes` fields without
+        // copying), which every version kept would otherwise keep alive whole.
+        let value = || Bytes::copy_from_slice(&request.value);
         let kv = match &prev {
             None if request.ignore_value || request.ignore_lease => {
                 return Err(MvccError::KeyNotFound);
             }
             None => KeyValue {
-                key: request.key.clone(),
-                value: request.value.clone(),
+                key: Bytes::copy_from_slice(&request.key),
+                value: value(),
                 create_revision: self.revision,
                 mod_revision: self.revision,
                 version: 1,
                 lease: request.lease,
             },
             Some(prev) => KeyValue {
-                key: request.key.clone(),
-                value: if request.ignore_value { prev.value.clone() } else { request.value.clone() },
+                key: prev.key.clone(),
+                value: if request.ignore_value { prev.value.clone() } else { value() },
                 create_revision: prev.create_revision,
                 mod_revision: self.revision,
                 version: prev.version + 1,
