@@ -33,6 +33,9 @@ pub const WATCHES_MAX: usize = 10_000;
 const SYSTEM_OBJECT_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 pub const JSON: &str = "application/json";
 pub const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+pub const METADATA_CONTENT_TYPE: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+pub const METADATA_LIST_CONTENT_TYPE: &str =
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
 
 /// The API's shared state.
 pub struct Api {
@@ -141,8 +144,42 @@ impl Call<'_> {
     }
 
     pub fn wants_table(&self) -> bool {
-        let accept = self.header(http::header::ACCEPT);
-        accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+        self.shape() == Shape::Table
+    }
+
+    /// What the Accept header asks a read to answer with ([`Shape::of`]).
+    pub fn shape(&self) -> Shape {
+        Shape::of(self.header(http::header::ACCEPT))
+    }
+}
+
+/// What a get, list or watch answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// The objects themselves.
+    Objects,
+    /// A `meta.k8s.io/v1` Table of them, as kubectl prints it.
+    Table,
+    /// Only their metadata, as `meta.k8s.io/v1` PartialObjectMetadata(List): what metadata
+    /// informers (client-go's, kube-rs's `metadata_watcher`) ask for.
+    Metadata,
+}
+
+impl Shape {
+    /// The shape an Accept header asks for. A Table is asked for first in the list (kubectl).
+    /// PartialObjectMetadata may come after a protobuf form of it, which is not served
+    /// (client-go's metadata client lists both): the first entry that is not protobuf decides.
+    pub fn of(accept: &str) -> Shape {
+        let mut entries = accept.split(',').map(str::trim);
+        if entries.clone().next().is_some_and(|first| first.contains("as=Table")) {
+            return Shape::Table;
+        }
+        match entries.find(|entry| !entry.starts_with(crate::protobuf::MEDIA_TYPE)) {
+            Some(entry) if entry.contains("as=PartialObjectMetadata") && entry.contains("g=meta.k8s.io") => {
+                Shape::Metadata
+            }
+            _ => Shape::Objects,
+        }
     }
 }
 
@@ -483,6 +520,29 @@ pub fn text_response(code: StatusCode, text: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The Accept headers kubectl, client-go's metadata client and kube-rs send, and the
+    // shape each gets.
+    #[test]
+    fn accept_headers_choose_the_shape() {
+        let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        let client_go_metadata = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        for (accept, shape) in [
+            ("", Shape::Objects),
+            ("application/json", Shape::Objects),
+            ("application/vnd.kubernetes.protobuf, */*", Shape::Objects),
+            (table, Shape::Table),
+            (client_go_metadata, Shape::Metadata),
+            ("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", Shape::Metadata),
+            (
+                "application/json, application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+                Shape::Objects,
+            ),
+            ("application/json;as=PartialObjectMetadata;g=example.com;v=v1", Shape::Objects),
+        ] {
+            assert_eq!(Shape::of(accept), shape, "{accept}");
+        }
+    }
 
     // Query parameters kubectl sends parse into their fields; bad numbers and dryRun values
     // are refused.

@@ -555,6 +555,44 @@ impl serde::Serialize for MetadataWithoutResourceVersion<'_> {
     }
 }
 
+/// The start of a PartialObjectMetadata, up to its `metadata`'s value.
+const PARTIAL_METADATA_HEAD: &[u8] =
+    br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#;
+
+/// An object as a `meta.k8s.io/v1` PartialObjectMetadata: its metadata and nothing else.
+pub fn partial_metadata(object: &Value) -> Value {
+    let metadata = object.get("metadata").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+    serde_json::json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
+}
+
+impl RawObject {
+    /// The object as a PartialObjectMetadata ([`partial_metadata`]). The stored bytes of its
+    /// metadata are cut out without parsing the rest, and the revision is still spliced in.
+    pub fn partial_metadata(&self) -> RawObject {
+        if let Some((at, revision)) = self.splice
+            && let Some(end) = object_end(&self.json, at)
+        {
+            // From the metadata's `{` (just before `at`) to its `}`.
+            let metadata = &self.json[at - 1..end];
+            let mut json = Vec::with_capacity(PARTIAL_METADATA_HEAD.len() + metadata.len() + 1);
+            json.extend_from_slice(PARTIAL_METADATA_HEAD);
+            json.extend_from_slice(metadata);
+            json.push(b'}');
+            return RawObject {
+                json: json.into(),
+                splice: Some((PARTIAL_METADATA_HEAD.len() + 1, revision)),
+            };
+        }
+        match serde_json::from_slice::<Value>(&self.json) {
+            Ok(object) => RawObject::serialized(&partial_metadata(&object)),
+            Err(error) => {
+                tracing::error!(%error, "an encoded object does not parse; answering empty metadata");
+                RawObject::serialized(&partial_metadata(&Value::Null))
+            }
+        }
+    }
+}
+
 /// What surrounds the revision in `"resourceVersion":"<revision>",`.
 const RESOURCE_VERSION_OPEN: &[u8] = b"\"resourceVersion\":\"";
 const RESOURCE_VERSION_CLOSE: &[u8] = b"\",";
@@ -569,8 +607,44 @@ fn decimal_len(revision: Revision) -> usize {
 /// scan that tracks strings and nesting; `None` if there is none.
 fn top_level_metadata(json: &[u8]) -> Option<usize> {
     const KEY: &[u8] = b"\"metadata\":{";
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (index, &byte) in json.iter().enumerate() {
+    let mut depth = 0usize;
+    for (index, byte) in outside_strings(json) {
+        match byte {
+            b'"' if depth == 1 && json[index..].starts_with(KEY) => {
+                let first = index + KEY.len();
+                return (json.get(first) != Some(&b'}')).then_some(first);
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Just past the `}` that closes the object whose first member starts at `first`.
+fn object_end(json: &[u8], first: usize) -> Option<usize> {
+    let mut depth = 1usize;
+    for (index, byte) in outside_strings(json.get(first..)?) {
+        match byte {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(first + index + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The bytes of `json` that are not inside a string, with their index. A string's opening
+/// quote is among them (a key can be matched there); the rest of the string is not.
+fn outside_strings(json: &[u8]) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let (mut in_string, mut escaped) = (false, false);
+    json.iter().enumerate().filter_map(move |(index, &byte)| {
         if in_string {
             match byte {
                 _ if escaped => escaped = false,
@@ -578,20 +652,11 @@ fn top_level_metadata(json: &[u8]) -> Option<usize> {
                 b'"' => in_string = false,
                 _ => {}
             }
-            continue;
+            return None;
         }
-        match byte {
-            b'"' if depth == 1 && json[index..].starts_with(KEY) => {
-                let first = index + KEY.len();
-                return (json.get(first) != Some(&b'}')).then_some(first);
-            }
-            b'"' => in_string = true,
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => depth = depth.checked_sub(1)?,
-            _ => {}
-        }
-    }
-    None
+        in_string = byte == b'"';
+        Some((index, byte))
+    })
 }
 
 /// Sets `metadata.resourceVersion` to `revision`.
@@ -686,6 +751,8 @@ fn read_error(error: ReadError) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     // The resourceVersion splice finds the top-level metadata past strings and nested
@@ -746,6 +813,43 @@ mod tests {
         {
             let stored = serde_json::to_vec(&WithoutResourceVersion(&other)).expect("serializes");
             assert_eq!(String::from_utf8(stored).expect("UTF-8"), other.to_string());
+        }
+    }
+
+    // An object's PartialObjectMetadata cut from its stored bytes is the one built from the
+    // parsed object, with the revision spliced in, whatever its strings and nesting hold.
+    #[test]
+    fn partial_metadata_is_cut_from_the_stored_bytes() {
+        let objects = [
+            json!({"kind": "Pod", "metadata": {"name": "a"}, "spec": {"x": 1}}),
+            json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "data": {"metadata": "{\"}", "k": "}]\\"},
+                "metadata": {
+                    "name": "b}{\"",
+                    "labels": {"app": "web"},
+                    "ownerReferences": [{"kind": "ReplicaSet", "name": "r", "uid": "u"}],
+                    "annotations": {"note": "\"metadata\":{}"}
+                },
+                "status": {"list": [[], {}]}
+            }),
+        ];
+        for object in objects {
+            let stored = Bytes::from(serde_json::to_vec(&WithoutResourceVersion(&object)).unwrap());
+            let at = top_level_metadata(&stored).expect("has metadata");
+            let raw = RawObject { json: stored, splice: Some((at, 42)) };
+            let cut = raw.partial_metadata();
+            let mut out = Vec::new();
+            cut.write_to(&mut out);
+            assert_eq!(out.len(), cut.encoded_len());
+            let parsed: Value = serde_json::from_slice(&out).expect("JSON");
+            assert_eq!(parsed, partial_metadata(&with_resource_version(object.clone(), 42)), "{object}");
+            // Without a splice (an object encoded from its parsed form), the same.
+            let slow = RawObject::serialized(&with_resource_version(object, 42)).partial_metadata();
+            let mut slow_out = Vec::new();
+            slow.write_to(&mut slow_out);
+            assert_eq!(serde_json::from_slice::<Value>(&slow_out).expect("JSON"), parsed);
         }
     }
 

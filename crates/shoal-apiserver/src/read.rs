@@ -11,9 +11,11 @@ use hyper::body::{Frame, SizeHint};
 use serde_json::{Value, json};
 use shoal_store::mvcc::Revision;
 
-use crate::api::{Api, Call, Query, Reply, TABLE_CONTENT_TYPE};
+use crate::api::{
+    Api, Call, METADATA_CONTENT_TYPE, METADATA_LIST_CONTENT_TYPE, Query, Reply, Shape, TABLE_CONTENT_TYPE,
+};
 use crate::error::ApiError;
-use crate::objects::{ListPage, ListRequest, RawObject, ReadAt, not_found};
+use crate::objects::{ListPage, ListRequest, RawObject, ReadAt, not_found, partial_metadata};
 use crate::resource::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::table;
@@ -24,11 +26,19 @@ pub async fn get(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     let read = read_at(&call.query, false)?;
     let stored = api.objects.get(target.resource, target.namespace, name, read).await?;
     let object = stored.ok_or_else(|| not_found(target.resource, name))?.object;
-    if call.wants_table() {
-        let revision = resource_version(&object);
-        return Ok(table_reply(target.resource, &[object], revision, None, &call.query));
-    }
-    Ok(Reply::ok(object))
+    Ok(match call.shape() {
+        Shape::Objects => Reply::ok(object),
+        Shape::Table => {
+            let revision = resource_version(&object);
+            table_reply(target.resource, &[object], revision, None, &call.query)
+        }
+        Shape::Metadata => Reply::Json {
+            code: StatusCode::OK,
+            body: partial_metadata(&object),
+            content_type: METADATA_CONTENT_TYPE,
+            warnings: Vec::new(),
+        },
+    })
 }
 
 pub async fn list(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -43,38 +53,59 @@ pub async fn list(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
         continue_token: call.query.continue_token.as_deref(),
         filter: &matches,
     };
-    if call.wants_table() {
+    let shape = call.shape();
+    if shape == Shape::Table {
         let page = api.objects.list(&request).await?;
         let continue_token = page.continue_token.as_deref();
         return Ok(table_reply(target.resource, &page.items, page.revision, continue_token, &call.query));
     }
+    let metadata_only = shape == Shape::Metadata;
     // Without selectors the objects' stored bytes go out unparsed.
     let page = if filter.is_everything() {
-        api.objects.list_raw(&request).await?
+        let mut page = api.objects.list_raw(&request).await?;
+        if metadata_only {
+            page.items = page.items.iter().map(RawObject::partial_metadata).collect();
+        }
+        page
     } else {
         let page = api.objects.list(&request).await?;
-        let items = page.items.iter().map(RawObject::serialized).collect();
+        let encode = |object: &Value| match metadata_only {
+            true => RawObject::serialized(&partial_metadata(object)),
+            false => RawObject::serialized(object),
+        };
+        let items = page.items.iter().map(encode).collect();
         ListPage { items, revision: page.revision, continue_token: page.continue_token }
     };
-    Ok(Reply::Raw(list_response(target.resource, page)))
+    let (kind, api_version, content_type) = match metadata_only {
+        true => {
+            ("PartialObjectMetadataList".to_owned(), "meta.k8s.io/v1".to_owned(), METADATA_LIST_CONTENT_TYPE)
+        }
+        false => (format!("{}List", target.resource.kind), target.resource.api_version(), crate::api::JSON),
+    };
+    Ok(Reply::Raw(list_response(&kind, &api_version, content_type, page)))
 }
 
-/// A `<Kind>List` response around objects encoded already. The body is written out a chunk
-/// at a time as the connection takes it, so the first bytes are on their way (and being
-/// encrypted, and read) while the rest is still being assembled, and no copy of the whole
-/// list is ever held.
-fn list_response(resource: &ResourceType, page: ListPage<RawObject>) -> http::Response<crate::server::Body> {
+/// A list response (`kind`, `api_version`) around objects encoded already. The body is
+/// written out a chunk at a time as the connection takes it, so the first bytes are on their
+/// way (and being encrypted, and read) while the rest is still being assembled, and no copy
+/// of the whole list is ever held.
+fn list_response(
+    kind: &str,
+    api_version: &str,
+    content_type: &'static str,
+    page: ListPage<RawObject>,
+) -> http::Response<crate::server::Body> {
     let mut metadata = json!({"resourceVersion": page.revision.to_string()});
     if let Some(token) = page.continue_token {
         metadata["continue"] = Value::String(token);
     }
-    let head = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata});
+    let head = json!({"kind": kind, "apiVersion": api_version, "metadata": metadata});
     let mut head = serde_json::to_vec(&head).expect("JSON values serialize");
     head.pop(); // The closing brace: the items follow.
     head.extend_from_slice(b",\"items\":[");
     http::Response::builder()
         .status(StatusCode::OK)
-        .header(http::header::CONTENT_TYPE, crate::api::JSON)
+        .header(http::header::CONTENT_TYPE, content_type)
         .body(ListBody::new(head, page.items).boxed_unsync())
         .expect("a response with valid headers builds")
 }

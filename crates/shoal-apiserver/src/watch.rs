@@ -21,9 +21,9 @@ use shoal_store::mvcc::{Event, EventKind, KeyValue, MvccError, Revision};
 use shoal_store::request::KeyRange;
 use tokio::sync::mpsc;
 
-use crate::api::{Api, Call, JSON, Reply, TABLE_CONTENT_TYPE};
+use crate::api::{Api, Call, JSON, METADATA_CONTENT_TYPE, Reply, Shape, TABLE_CONTENT_TYPE};
 use crate::error::ApiError;
-use crate::objects::{ListRequest, ObjectStore, RawObject, ReadAt};
+use crate::objects::{ListRequest, ObjectStore, RawObject, ReadAt, partial_metadata};
 use crate::read::{self, Filter};
 use crate::resource::ResourceType;
 
@@ -47,7 +47,7 @@ pub async fn watch(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
     let permit = api.watch_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooManyRequests {
         message: format!("this server already serves {} watches", crate::api::WATCHES_MAX),
     })?;
-    let table = call.wants_table();
+    let shape = call.shape();
     let (sender, receiver) = mpsc::channel::<Bytes>(WATCH_BUFFER_EVENTS);
     let initial = match call.query.resource_version.as_deref() {
         None | Some("0") => {
@@ -69,7 +69,7 @@ pub async fn watch(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
             };
             let page = api.objects.list(&list).await?;
             for object in page.items {
-                let line = encode_event(resource, "ADDED", object, table, &call.query);
+                let line = encode_event(resource, "ADDED", object, shape, &call.query);
                 // The buffer may be smaller than the initial list: send them as the client reads.
                 if sender.send(line).await.is_err() {
                     break;
@@ -91,7 +91,7 @@ pub async fn watch(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
         resource,
         range: KeyRange::prefix(ObjectStore::collection_prefix(resource, target.namespace)),
         filter,
-        table,
+        shape,
         query: call.query.clone(),
         bookmarks: call.query.allow_watch_bookmarks,
         sender,
@@ -104,7 +104,11 @@ pub async fn watch(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
         receiver.recv().await.map(|line| (Ok::<_, std::convert::Infallible>(Frame::data(line)), receiver))
     });
     let body = http_body_util::StreamBody::new(stream.boxed()).boxed_unsync();
-    let content_type = if table { TABLE_CONTENT_TYPE } else { JSON };
+    let content_type = match shape {
+        Shape::Objects => JSON,
+        Shape::Table => TABLE_CONTENT_TYPE,
+        Shape::Metadata => METADATA_CONTENT_TYPE,
+    };
     let response = Response::builder()
         .status(StatusCode::OK)
         .header(CONTENT_TYPE, content_type)
@@ -123,7 +127,7 @@ struct Watcher {
     resource: &'static ResourceType,
     range: KeyRange,
     filter: Filter,
-    table: bool,
+    shape: Shape,
     query: crate::api::Query,
     bookmarks: bool,
     sender: mpsc::Sender<Bytes>,
@@ -165,7 +169,7 @@ impl Watcher {
             tokio::select! {
                 changed = applied.changed() => if changed.is_err() { return },
                 _ = bookmark.tick(), if self.bookmarks => {
-                    let line = bookmark_line(self.resource, next - 1);
+                    let line = bookmark_line(self.resource, self.shape, next - 1);
                     if self.sender.send(line).await.is_err() {
                         return;
                     }
@@ -184,7 +188,7 @@ impl Watcher {
     /// scheduler's) parses nothing at all, and neither does one that selects by name alone
     /// (`kubectl get <kind> <name> -w`, `kubectl wait`): the name is in the key.
     fn encode(&self, event: Event) -> Option<Bytes> {
-        let by_name = if self.table { None } else { self.filter.by_name_only() };
+        let by_name = if self.shape == Shape::Table { None } else { self.filter.by_name_only() };
         let kind = if let Some(name) = by_name {
             if name.is_some_and(|name| key_name(&event.kv.key) != name.as_bytes()) {
                 return None;
@@ -196,8 +200,8 @@ impl Watcher {
             }
         } else {
             let (kind, object) = self.select(&event)?;
-            if self.table {
-                return Some(encode_event(self.resource, kind, object, true, &self.query));
+            if self.shape == Shape::Table {
+                return Some(encode_event(self.resource, kind, object, self.shape, &self.query));
             }
             kind
         };
@@ -207,6 +211,7 @@ impl Watcher {
             EventKind::Delete => KeyValue { mod_revision: event.kv.mod_revision, ..event.prev_kv? },
         };
         match self.objects.decode_raw(self.resource, &kv) {
+            Ok(object) if self.shape == Shape::Metadata => Some(raw_line(kind, &object.partial_metadata())),
             Ok(object) => Some(raw_line(kind, &object)),
             Err(error) => {
                 tracing::error!(%error, "a watched object cannot be decoded; skipping it");
@@ -264,25 +269,32 @@ fn encode_event(
     resource: &ResourceType,
     kind: &str,
     object: Value,
-    table: bool,
+    shape: Shape,
     query: &crate::api::Query,
 ) -> Bytes {
-    let object = if table {
-        let mut table = read::table(resource, std::slice::from_ref(&object), query);
-        table["metadata"] = json!({"resourceVersion": crate::meta::metadata_str(&object, "resourceVersion")});
-        table
-    } else {
-        object
+    let object = match shape {
+        Shape::Objects => object,
+        Shape::Table => {
+            let mut table = read::table(resource, std::slice::from_ref(&object), query);
+            table["metadata"] =
+                json!({"resourceVersion": crate::meta::metadata_str(&object, "resourceVersion")});
+            table
+        }
+        Shape::Metadata => partial_metadata(&object),
     };
     line(&json!({"type": kind, "object": object}))
 }
 
-fn bookmark_line(resource: &ResourceType, revision: Revision) -> Bytes {
+fn bookmark_line(resource: &ResourceType, shape: Shape, revision: Revision) -> Bytes {
+    let (kind, api_version) = match shape {
+        Shape::Metadata => ("PartialObjectMetadata".to_owned(), "meta.k8s.io/v1".to_owned()),
+        Shape::Objects | Shape::Table => (resource.kind.to_owned(), resource.api_version()),
+    };
     line(&json!({
         "type": "BOOKMARK",
         "object": {
-            "kind": resource.kind,
-            "apiVersion": resource.api_version(),
+            "kind": kind,
+            "apiVersion": api_version,
             "metadata": {"resourceVersion": revision.to_string()},
         },
     }))

@@ -1,6 +1,6 @@
 //! kube-rs, the Rust Kubernetes client, against a 3-member cluster of `shoal server` processes:
-//! typed CRUD, list pages and a watch by name through `kube::Api`, and kube-runtime's watcher
-//! and reflector across a SIGKILL of the API server they talk to.
+//! typed CRUD, list pages, a watch by name and metadata-only reads through `kube::Api`, and
+//! kube-runtime's watcher and reflector across a SIGKILL of the API server they talk to.
 //!
 //! Clients reach the members through `Failover`, a `tower::Service` that sends each request to
 //! one member's API server and moves on to the next member when a request fails at the
@@ -193,6 +193,71 @@ async fn a_watch_by_name_sees_only_its_object() {
         ]
     );
     assert!(seen.windows(2).all(|pair| pair[0].3 < pair[1].3), "resourceVersions do not rise: {seen:?}");
+}
+
+// kube-rs's metadata reads (get, list with and without a selector, watch) ask for
+// PartialObjectMetadata, as client-go's metadata informers do: each answer is that kind,
+// carries the object's metadata with its resourceVersion, and nothing of its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_reads_answer_partial_object_metadata() {
+    let cluster = start_cluster(3, &[]).await;
+    let client = Failover::connect(&cluster, &[0, 1, 2]).await.into_client();
+    let api = Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE);
+    for name in ["meta-a", "meta-b"] {
+        let labels = [("meta", "yes"), ("name", name)];
+        api.create(&PostParams::default(), &config_map(name, &labels, &[("secret-ish", "data")]))
+            .await
+            .expect("creating");
+    }
+    let partial = |types: &Option<kube::api::TypeMeta>| {
+        types.as_ref().is_some_and(|types| {
+            types.kind == "PartialObjectMetadata" && types.api_version == "meta.k8s.io/v1"
+        })
+    };
+
+    let full = api.get("meta-a").await.expect("getting");
+    let meta = api.get_metadata("meta-a").await.expect("getting metadata");
+    assert!(partial(&meta.types), "{meta:?}");
+    assert_eq!(
+        (meta.metadata.uid, meta.metadata.labels),
+        (full.metadata.uid.clone(), full.metadata.labels.clone())
+    );
+    assert_eq!(meta.metadata.resource_version, full.metadata.resource_version);
+
+    let mut from = String::new();
+    for params in [ListParams::default(), ListParams::default().labels("meta=yes")] {
+        let listed = api.list_metadata(&params).await.expect("listing metadata");
+        from = listed.metadata.resource_version.clone().expect("a list rv");
+        let names: BTreeSet<String> = listed.items.iter().map(|item| item.name_any()).collect();
+        assert_eq!(names, BTreeSet::from(["meta-a".to_owned(), "meta-b".to_owned()]), "{params:?}");
+        assert!(listed.items.iter().all(|item| partial(&item.types)), "{listed:?}");
+    }
+    // What goes over the wire: metadata and nothing else.
+    let request = http::Request::get(format!("/api/v1/namespaces/{NAMESPACE}/configmaps"))
+        .header(http::header::ACCEPT, "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")
+        .body(Vec::new())
+        .expect("a request");
+    let text = client.request_text(request).await.expect("listing raw");
+    let list: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    for item in list["items"].as_array().expect("items") {
+        let keys: BTreeSet<&str> = item.as_object().expect("an object").keys().map(String::as_str).collect();
+        assert_eq!(keys, BTreeSet::from(["apiVersion", "kind", "metadata"]), "{item}");
+    }
+
+    let params = kube::api::WatchParams::default().labels("name=meta-b").timeout(60);
+    let mut events = api.watch_metadata(&params, &from).await.expect("watching metadata").boxed();
+    let patch = Patch::Merge(json!({"metadata": {"labels": {"step": "patched"}}, "data": {"more": "data"}}));
+    let patched = api.patch("meta-b", &PatchParams::default(), &patch).await.expect("patching");
+    let event = tokio::time::timeout(SETTLE_TIMEOUT, events.next())
+        .await
+        .expect("a watch event in time")
+        .expect("the watch goes on")
+        .expect("a watch event");
+    let kube::api::WatchEvent::Modified(object) = event else { panic!("expected MODIFIED, got {event:?}") };
+    assert!(partial(&object.types), "{object:?}");
+    assert_eq!(object.metadata.resource_version, patched.metadata.resource_version);
+    assert_eq!(object.labels().get("step").map(String::as_str), Some("patched"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,10 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ObjectMeta, PartialObjectMeta, Patch, PatchParams, Preconditions,
+    PropagationPolicy,
+};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -48,9 +51,14 @@ pub async fn run(client: Client, kinds: &[ServedKind]) {
     futures::future::join(futures::future::join_all(watches), passes).await;
 }
 
-/// Keeps `kind`'s part of the cache up to date, and signals every change.
+/// What the collector watches of each object: its metadata, any kind.
+type Metadata = PartialObjectMeta<DynamicObject>;
+
+/// Keeps `kind`'s part of the cache up to date, and signals every change. The collector reads
+/// only metadata, so only metadata is watched (PartialObjectMetadata): the server sends, and
+/// this decodes, no spec or status.
 async fn watch_kind(client: Client, kind: &ServedKind, cache: &Mutex<Cache>, changed: &watch::Sender<()>) {
-    let api = Api::<DynamicObject>::all_with(client, &kind.resource);
+    let api = Api::<Metadata>::all_with(client, &kind.resource);
     let events = watcher(api, watcher::Config::default()).default_backoff().modify(drop_managed_fields);
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
@@ -259,9 +267,9 @@ impl Cache {
     }
 
     /// Applies one watch event; returns whether the change is visible in snapshots.
-    fn apply(&mut self, group_kind: &GroupKind, event: watcher::Event<DynamicObject>) -> bool {
+    fn apply(&mut self, group_kind: &GroupKind, event: watcher::Event<Metadata>) -> bool {
         let kind = self.kinds.get_mut(group_kind).expect("events come from watched kinds");
-        let summarize = |object: &DynamicObject| object_of(group_kind, object);
+        let summarize = |object: &Metadata| object_of(group_kind, &object.metadata);
         match event {
             watcher::Event::Init => {
                 kind.relisting = Some(HashMap::new());
@@ -342,8 +350,7 @@ fn key(object: &Object) -> (Option<String>, String) {
 
 /// The collector's view of an object; None for one without a name or uid, which the server
 /// never sends.
-fn object_of(group_kind: &GroupKind, object: &DynamicObject) -> Option<Object> {
-    let metadata = &object.metadata;
+fn object_of(group_kind: &GroupKind, metadata: &ObjectMeta) -> Option<Object> {
     Some(Object {
         group_kind: group_kind.clone(),
         namespace: metadata.namespace.clone().filter(|namespace| !namespace.is_empty()),
@@ -413,13 +420,11 @@ mod tests {
         }
     }
 
-    fn object(kind: &ServedKind, name: &str, metadata: Value) -> DynamicObject {
-        let mut object = DynamicObject::new(name, &kind.resource).within("default");
-        let mut metadata: kube::api::ObjectMeta = serde_json::from_value(metadata).expect("metadata");
-        metadata.name = Some(name.into());
-        metadata.namespace = Some("default".into());
-        metadata.uid = Some(format!("uid-{name}"));
-        object.metadata = metadata;
+    fn object(name: &str, metadata: Value) -> Metadata {
+        let mut object: Metadata = serde_json::from_value(json!({"metadata": metadata})).expect("metadata");
+        object.metadata.name = Some(name.into());
+        object.metadata.namespace = Some("default".into());
+        object.metadata.uid = Some(format!("uid-{name}"));
         object
     }
 
@@ -432,12 +437,12 @@ mod tests {
         let mut cache = Cache::new([&pods, &sets].into_iter());
         let owned_by = |name: &str| json!({"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": format!("uid-{name}")}]});
         let listed = [
-            (&pods, object(&pods, "bare", json!({}))),
-            (&pods, object(&pods, "owned", owned_by("web"))),
-            (&pods, object(&pods, "orphaned", owned_by("gone"))),
-            (&pods, object(&pods, "leaving", json!({"deletionTimestamp": "2026-11-26T00:00:00Z"}))),
-            (&sets, object(&sets, "web", json!({}))),
-            (&sets, object(&sets, "unrelated", json!({}))),
+            (&pods, object("bare", json!({}))),
+            (&pods, object("owned", owned_by("web"))),
+            (&pods, object("orphaned", owned_by("gone"))),
+            (&pods, object("leaving", json!({"deletionTimestamp": "2026-11-26T00:00:00Z"}))),
+            (&sets, object("web", json!({}))),
+            (&sets, object("unrelated", json!({}))),
         ];
         for kind in [&pods, &sets] {
             cache.apply(&kind.group_kind, watcher::Event::Init);
