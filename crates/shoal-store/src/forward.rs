@@ -6,7 +6,9 @@
 //!
 //! Writes go in batches (`WriteForwarder`): the writes that arrive while earlier ones are on
 //! their way to the leader travel together in one request, as the leader's `Proposer` puts
-//! them in one Raft entry. Each keeps its own client sequence and its own answer.
+//! them in one Raft entry. Each keeps its own client sequence and its own answer. Read
+//! indexes go the same way (`ReadIndexForwarder`): one request answers every linearizable
+//! reader waiting when it leaves.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -144,6 +146,75 @@ impl WriteForwarder {
         let (reply, answer) = oneshot::channel();
         self.queue.send((leader, url, command, reply)).await.map_err(|_| Undelivered::Stopping)?;
         answer.await.unwrap_or(Err(Undelivered::MaybeApplied))
+    }
+}
+
+/// Readers waiting for the next read index from the leader. A full queue makes readers wait.
+pub const MAX_QUEUED_READ_INDEXES: usize = 8_192;
+
+/// A reader waiting for a read index: the leader it asks, where that leader is reached, and
+/// where the index goes (`None` if the leader gave none).
+type PendingRead = (MemberId, String, oneshot::Sender<Option<u64>>);
+
+/// Asks the leader for read indexes (Raft's ReadIndex) for this member's linearizable
+/// readers: one request for all the readers waiting when it leaves. The leader confirms its
+/// leadership after every one of them began, so the index it answers is good for each; readers
+/// that arrive while a request is out wait for the next one. Cheap to share.
+#[derive(Clone)]
+pub struct ReadIndexForwarder {
+    queue: mpsc::Sender<PendingRead>,
+}
+
+impl ReadIndexForwarder {
+    /// Starts the forwarding task; it ends when every `ReadIndexForwarder` handle is dropped.
+    pub fn start(transport: Arc<PeerTransport>) -> ReadIndexForwarder {
+        let (queue, receiver) = mpsc::channel(MAX_QUEUED_READ_INDEXES);
+        tokio::spawn(run_read_indexes(transport, receiver));
+        ReadIndexForwarder { queue }
+    }
+
+    /// The index a read that begins now must wait for, from `leader` (reached at `url`);
+    /// `None` if it gave none (it no longer leads, or did not answer in time).
+    pub async fn read_index(&self, leader: MemberId, url: String) -> Option<u64> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((leader, url, reply)).await.ok()?;
+        answer.await.ok().flatten()
+    }
+}
+
+async fn run_read_indexes(transport: Arc<PeerTransport>, mut receiver: mpsc::Receiver<PendingRead>) {
+    // A reader asking another leader than the round's ends the round and starts the next.
+    let mut held = None;
+    loop {
+        let first = match held.take() {
+            Some(first) => first,
+            None => match receiver.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        let (leader, url) = (first.0, first.1.clone());
+        let mut waiting = vec![first];
+        while let Ok(next) = receiver.try_recv() {
+            if next.0 != leader {
+                held = Some(next);
+                break;
+            }
+            waiting.push(next);
+        }
+        let asked: Result<ForwardResult, _> =
+            transport.call(leader, &url, PeerRpc::Forward, &ForwardRequest::ReadIndex, FORWARD_TIMEOUT).await;
+        let index = match asked {
+            Ok(Ok(ForwardResponse::ReadIndex { index })) => Some(index),
+            Ok(Ok(other)) => {
+                tracing::error!(?other, "the leader answered a read index with something else");
+                None
+            }
+            Ok(Err(_)) | Err(_) => None,
+        };
+        for (_, _, reply) in waiting {
+            let _ = reply.send(index);
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::command::{ClientSequence, Command, CommandError, CommandResponse, Operation, Outcome};
 use crate::forward::{
     FORWARD_TIMEOUT, ForwardError, ForwardRequest, ForwardResponse, ForwardResult, LeaseTimeToLive,
-    MemberList, Undelivered, WriteForwarder,
+    MemberList, ReadIndexForwarder, Undelivered, WriteForwarder,
 };
 use crate::lessor::Lessor;
 use crate::limits::MAX_RESPONSES_PER_CLIENT;
@@ -114,6 +114,7 @@ struct Inner {
     proposer: Proposer,
     forwarder: WriteForwarder,
     read_index: ReadIndexCoalescer,
+    read_index_forwarder: ReadIndexForwarder,
     db_size: Box<dyn Fn() -> u64 + Send + Sync>,
     /// Draws the lease and member ids this member chooses; seeded in a simulation.
     rng: Mutex<StdRng>,
@@ -165,6 +166,7 @@ impl Store {
         let proposer = Proposer::start(raft.clone());
         let forwarder = WriteForwarder::start(transport.clone());
         let read_index = ReadIndexCoalescer::start(raft.clone());
+        let read_index_forwarder = ReadIndexForwarder::start(transport.clone());
         let inner = Inner {
             identity,
             raft,
@@ -175,6 +177,7 @@ impl Store {
             proposer,
             forwarder,
             read_index,
+            read_index_forwarder,
             db_size,
             rng,
         };
@@ -330,10 +333,12 @@ impl Store {
             let index = match leader {
                 None => None,
                 Some(leader) if leader == self.id() => self.local_read_index(deadline).await?,
-                Some(leader) => match self.forward(leader, ForwardRequest::ReadIndex, deadline).await {
-                    Ok(ForwardResponse::ReadIndex { index }) => Some(index),
-                    Ok(other) => panic!("leader answered a read index with {other:?}"),
-                    Err(_) => None,
+                Some(leader) => match self.peer_url_of(leader) {
+                    Some(url) => {
+                        let asking = self.inner.read_index_forwarder.read_index(leader, url);
+                        tokio::time::timeout_at(deadline, asking).await.ok().flatten()
+                    }
+                    None => None,
                 },
             };
             if let Some(index) = index {
