@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::command::{Command, CommandResponse};
-use crate::proposer::gather_batch;
+use crate::proposer::{encoded_len, gather_batch};
 use crate::raft::{Member, MemberId};
 use crate::transport::{PeerRpc, PeerTransport, TransportError};
 
@@ -157,9 +157,10 @@ pub const MAX_QUEUED_READ_INDEXES: usize = 8_192;
 type PendingRead = (MemberId, String, oneshot::Sender<Option<u64>>);
 
 /// Asks the leader for read indexes (Raft's ReadIndex) for this member's linearizable
-/// readers: one request for all the readers waiting when it leaves. The leader confirms its
-/// leadership after every one of them began, so the index it answers is good for each; readers
-/// that arrive while a request is out wait for the next one. Cheap to share.
+/// readers: one request for all the readers waiting when it leaves (up to a batch's
+/// `MAX_BATCH_COMMANDS`). The leader confirms its leadership after every one of them began,
+/// so the index it answers is good for each; readers that arrive while a request is out wait
+/// for the next one. Cheap to share.
 #[derive(Clone)]
 pub struct ReadIndexForwarder {
     queue: mpsc::Sender<PendingRead>,
@@ -194,14 +195,8 @@ async fn run_read_indexes(transport: Arc<PeerTransport>, mut receiver: mpsc::Rec
             },
         };
         let (leader, url) = (first.0, first.1.clone());
-        let mut waiting = vec![first];
-        while let Ok(next) = receiver.try_recv() {
-            if next.0 != leader {
-                held = Some(next);
-                break;
-            }
-            waiting.push(next);
-        }
+        let waiting;
+        (waiting, held) = gather_batch(first, &mut receiver, |_| 0, |pending| pending.0 == leader);
         let asked: Result<ForwardResult, _> =
             transport.call(leader, &url, PeerRpc::Forward, &ForwardRequest::ReadIndex, FORWARD_TIMEOUT).await;
         let index = match asked {
@@ -234,8 +229,12 @@ async fn run_batches(transport: Arc<PeerTransport>, mut receiver: mpsc::Receiver
         let Ok(slot) = in_flight.clone().acquire_owned().await else { return };
         let (leader, url) = (first.0, first.1.clone());
         let batch;
-        (batch, held) =
-            gather_batch(first, &mut receiver, |pending| &pending.2, |pending| pending.0 == leader);
+        (batch, held) = gather_batch(
+            first,
+            &mut receiver,
+            |pending| encoded_len(&pending.2),
+            |pending| pending.0 == leader,
+        );
         let transport = transport.clone();
         tokio::spawn(async move {
             let (commands, replies): (Vec<Command>, Vec<_>) =

@@ -69,7 +69,7 @@ async fn run_batches(raft: Raft, mut receiver: mpsc::Receiver<Pending>) {
     while let Some(first) = receiver.recv().await {
         // Waiting for a slot first lets the batch grow while earlier ones are being fsynced.
         let Ok(slot) = in_flight.clone().acquire_owned().await else { return };
-        let (batch, _) = gather_batch(first, &mut receiver, |pending| &pending.0, |_| true);
+        let (batch, _) = gather_batch(first, &mut receiver, |pending| encoded_len(&pending.0), |_| true);
         let raft = raft.clone();
         tokio::spawn(async move {
             let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
@@ -103,29 +103,29 @@ async fn run_batches(raft: Raft, mut receiver: mpsc::Receiver<Pending>) {
 }
 
 /// A batch of `first` and the items `receiver` holds ready, up to `MAX_BATCH_COMMANDS` items
-/// and `MAX_BATCH_BYTES` of commands, and the first ready item that `belongs` turned away (it
+/// and `MAX_BATCH_BYTES` by `bytes`, and the first ready item that `belongs` turned away (it
 /// starts the next batch).
 pub(crate) fn gather_batch<T>(
     first: T,
     receiver: &mut mpsc::Receiver<T>,
-    command: impl Fn(&T) -> &Command,
+    bytes: impl Fn(&T) -> usize,
     belongs: impl Fn(&T) -> bool,
 ) -> (Vec<T>, Option<T>) {
-    let mut bytes = encoded_len(command(&first));
+    let mut total = bytes(&first);
     let mut batch = vec![first];
-    while batch.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
+    while batch.len() < MAX_BATCH_COMMANDS && total < MAX_BATCH_BYTES {
         let Ok(next) = receiver.try_recv() else { break };
         if !belongs(&next) {
             return (batch, Some(next));
         }
-        bytes += encoded_len(command(&next));
+        total += bytes(&next);
         batch.push(next);
     }
     (batch, None)
 }
 
 /// An estimate of a command's size in the log, for bounding batches.
-fn encoded_len(command: &Command) -> usize {
+pub(crate) fn encoded_len(command: &Command) -> usize {
     postcard::experimental::serialized_size(command).unwrap_or(MAX_BATCH_BYTES)
 }
 
