@@ -555,6 +555,11 @@ impl serde::Serialize for MetadataWithoutResourceVersion<'_> {
     }
 }
 
+/// The kind and apiVersion of an object's metadata alone, and of a list of them.
+pub const PARTIAL_METADATA_KIND: &str = "PartialObjectMetadata";
+pub const PARTIAL_METADATA_LIST_KIND: &str = "PartialObjectMetadataList";
+pub const META_V1: &str = "meta.k8s.io/v1";
+
 /// The start of a PartialObjectMetadata, up to its `metadata`'s value.
 const PARTIAL_METADATA_HEAD: &[u8] =
     br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#;
@@ -562,7 +567,7 @@ const PARTIAL_METADATA_HEAD: &[u8] =
 /// An object as a `meta.k8s.io/v1` PartialObjectMetadata: its metadata and nothing else.
 pub fn partial_metadata(object: &Value) -> Value {
     let metadata = object.get("metadata").cloned().unwrap_or_else(|| Value::Object(Default::default()));
-    serde_json::json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
+    serde_json::json!({"kind": PARTIAL_METADATA_KIND, "apiVersion": META_V1, "metadata": metadata})
 }
 
 impl RawObject {

@@ -15,7 +15,10 @@ use crate::api::{
     Api, Call, METADATA_CONTENT_TYPE, METADATA_LIST_CONTENT_TYPE, Query, Reply, Shape, TABLE_CONTENT_TYPE,
 };
 use crate::error::ApiError;
-use crate::objects::{ListPage, ListRequest, RawObject, ReadAt, not_found, partial_metadata};
+use crate::objects::{
+    ListPage, ListRequest, META_V1, PARTIAL_METADATA_LIST_KIND, RawObject, ReadAt, not_found,
+    partial_metadata,
+};
 use crate::resource::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::table;
@@ -69,18 +72,20 @@ pub async fn list(api: &Api, call: &Call<'_>) -> Result<Reply, ApiError> {
         page
     } else {
         let page = api.objects.list(&request).await?;
-        let encode = |object: &Value| match metadata_only {
-            true => RawObject::serialized(&partial_metadata(object)),
-            false => RawObject::serialized(object),
+        let encode = |object: &Value| {
+            if metadata_only {
+                RawObject::serialized(&partial_metadata(object))
+            } else {
+                RawObject::serialized(object)
+            }
         };
         let items = page.items.iter().map(encode).collect();
         ListPage { items, revision: page.revision, continue_token: page.continue_token }
     };
-    let (kind, api_version, content_type) = match metadata_only {
-        true => {
-            ("PartialObjectMetadataList".to_owned(), "meta.k8s.io/v1".to_owned(), METADATA_LIST_CONTENT_TYPE)
-        }
-        false => (format!("{}List", target.resource.kind), target.resource.api_version(), crate::api::JSON),
+    let (kind, api_version, content_type) = if metadata_only {
+        (PARTIAL_METADATA_LIST_KIND.to_owned(), META_V1.to_owned(), METADATA_LIST_CONTENT_TYPE)
+    } else {
+        (format!("{}List", target.resource.kind), target.resource.api_version(), crate::api::JSON)
     };
     Ok(Reply::Raw(list_response(&kind, &api_version, content_type, page)))
 }

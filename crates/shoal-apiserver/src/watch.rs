@@ -23,7 +23,9 @@ use tokio::sync::mpsc;
 
 use crate::api::{Api, Call, JSON, METADATA_CONTENT_TYPE, Reply, Shape, TABLE_CONTENT_TYPE};
 use crate::error::ApiError;
-use crate::objects::{ListRequest, ObjectStore, RawObject, ReadAt, partial_metadata};
+use crate::objects::{
+    ListRequest, META_V1, ObjectStore, PARTIAL_METADATA_KIND, RawObject, ReadAt, partial_metadata,
+};
 use crate::read::{self, Filter};
 use crate::resource::ResourceType;
 
@@ -287,7 +289,7 @@ fn encode_event(
 
 fn bookmark_line(resource: &ResourceType, shape: Shape, revision: Revision) -> Bytes {
     let (kind, api_version) = match shape {
-        Shape::Metadata => ("PartialObjectMetadata".to_owned(), "meta.k8s.io/v1".to_owned()),
+        Shape::Metadata => (PARTIAL_METADATA_KIND.to_owned(), META_V1.to_owned()),
         Shape::Objects | Shape::Table => (resource.kind.to_owned(), resource.api_version()),
     };
     line(&json!({

@@ -183,17 +183,20 @@ impl ReadIndexForwarder {
     }
 }
 
+/// The item a batch turned away, if any, else the next one to arrive; `None` once every
+/// sender is gone.
+async fn held_or_next<T>(held: &mut Option<T>, receiver: &mut mpsc::Receiver<T>) -> Option<T> {
+    match held.take() {
+        Some(first) => Some(first),
+        None => receiver.recv().await,
+    }
+}
+
 async fn run_read_indexes(transport: Arc<PeerTransport>, mut receiver: mpsc::Receiver<PendingRead>) {
     // A reader asking another leader than the round's ends the round and starts the next.
     let mut held = None;
     loop {
-        let first = match held.take() {
-            Some(first) => first,
-            None => match receiver.recv().await {
-                Some(first) => first,
-                None => return,
-            },
-        };
+        let Some(first) = held_or_next(&mut held, &mut receiver).await else { return };
         let (leader, url) = (first.0, first.1.clone());
         let waiting;
         (waiting, held) = gather_batch(first, &mut receiver, |_| 0, |pending| pending.0 == leader);
@@ -218,13 +221,7 @@ async fn run_batches(transport: Arc<PeerTransport>, mut receiver: mpsc::Receiver
     // A write for another leader than the batch's ends the batch and starts the next.
     let mut held = None;
     loop {
-        let first = match held.take() {
-            Some(first) => first,
-            None => match receiver.recv().await {
-                Some(first) => first,
-                None => return,
-            },
-        };
+        let Some(first) = held_or_next(&mut held, &mut receiver).await else { return };
         // Waiting for a slot first lets the batch grow while earlier ones are on their way.
         let Ok(slot) = in_flight.clone().acquire_owned().await else { return };
         let (leader, url) = (first.0, first.1.clone());
