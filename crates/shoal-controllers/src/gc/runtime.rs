@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use super::{Action, Object, OwnerKey, Propagation, Scope, Snapshot, Target, decide};
 use crate::kinds::{GroupKind, ServedKind};
-use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, drop_managed_fields, is_status};
+use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, is_status};
 
 /// How long a pass waits after a change for more changes, so that a burst of events (a
 /// ReplicaSet's pods going away) costs one pass rather than one each.
@@ -59,8 +59,7 @@ type Metadata = PartialObjectMeta<DynamicObject>;
 /// this decodes, no spec or status.
 async fn watch_kind(client: Client, kind: &ServedKind, cache: &Mutex<Cache>, changed: &watch::Sender<()>) {
     let api = Api::<Metadata>::all_with(client, &kind.resource);
-    let events = watcher(api, watcher::Config::default()).default_backoff().modify(drop_managed_fields);
-    let mut events = std::pin::pin!(events);
+    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
     while let Some(event) = events.next().await {
         match event {
             Ok(event) => {
