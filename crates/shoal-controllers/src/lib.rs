@@ -11,8 +11,9 @@
 //!   the pods of NoExecute-tainted nodes once their tolerations run out;
 //! - `replicaset` and `deployment`: the workload controllers behind `kubectl rollout`.
 //!
-//! `kinds` finds the kinds the first two work over by API discovery. `failure_detector` holds
-//! the pure detectors (fixed timeout, phi accrual) that judge a node's Lease renewals.
+//! `informer` is the one watch and cache of pods that replicaset, deployment and endpoints
+//! share. `kinds` finds the kinds the first two work over by API discovery. `failure_detector`
+//! holds the pure detectors (fixed timeout, phi accrual) that judge a node's Lease renewals.
 //! `selection` reads kube-controller-manager's `--controllers` list: which of them run.
 
 pub mod deployment;
@@ -21,6 +22,7 @@ pub mod events;
 pub mod failure_detector;
 pub mod gc;
 pub mod hpa;
+pub mod informer;
 pub mod kinds;
 pub mod leader_election;
 pub mod namespace;
@@ -33,6 +35,9 @@ pub mod selection;
 use std::time::Duration;
 
 use futures::FutureExt as _;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::runtime::{WatchStreamExt as _, watcher};
 use tracing::Instrument as _;
 
 /// How often a controller re-examines everything even without events.
@@ -76,54 +81,68 @@ pub async fn run(client: kube::Client, config: Config) {
     let selection = config.controllers;
     let on = |name: &str| selection.enabled(name);
     tracing::info!(kinds = kinds.len(), controllers = %selection, "controllers starting");
-    let gc = only_if(
-        on("garbagecollector"),
-        gc::run(client.clone(), &kinds).instrument(tracing::info_span!("garbage_collector")),
-    );
-    let namespace = only_if(
-        on("namespace"),
-        namespace::run(client.clone(), &kinds).instrument(tracing::info_span!("namespace_controller")),
-    );
+    let mut pods = informer::Informer::<Pod>::default();
+    let gc = on("garbagecollector")
+        .then(|| gc::run(client.clone(), &kinds).instrument(tracing::info_span!("garbage_collector")));
+    let namespace = on("namespace").then(|| {
+        namespace::run(client.clone(), &kinds).instrument(tracing::info_span!("namespace_controller"))
+    });
     let (recorders, events) = events::channel();
     // Boxed here, where their lifetimes are concrete: proving the spawned whole `Send`
     // otherwise trips over closures in their streams (rust-lang/rust#102211).
-    let replica_sets = only_if(
-        on("replicaset"),
-        replicaset::run(client.clone(), recorders.recorder(replicaset::COMPONENT))
+    let replica_sets = on("replicaset").then(|| {
+        let recorder = recorders.recorder(replicaset::COMPONENT);
+        replicaset::run(client.clone(), recorder, pods.store(), pods.subscribe())
             .instrument(tracing::info_span!("replicaset_controller"))
-            .boxed(),
-    );
-    let deployments = only_if(
-        on("deployment"),
-        deployment::run(client.clone(), recorders.recorder(deployment::COMPONENT))
+            .boxed()
+    });
+    let deployments = on("deployment").then(|| {
+        let recorder = recorders.recorder(deployment::COMPONENT);
+        deployment::run(client.clone(), recorder, pods.store(), pods.subscribe())
             .instrument(tracing::info_span!("deployment_controller"))
-            .boxed(),
-    );
+            .boxed()
+    });
     drop(recorders);
     // One controller writes both Endpoints and EndpointSlices.
-    let endpoints = only_if(
-        on("endpoint") || on("endpointslice"),
-        endpoints::run(client.clone()).instrument(tracing::info_span!("endpoints_controller")).boxed(),
-    );
-    let hpa = only_if(
-        on("horizontalpodautoscaling"),
+    let endpoints = (on("endpoint") || on("endpointslice")).then(|| {
+        endpoints::run(client.clone(), pods.store(), pods.subscribe())
+            .instrument(tracing::info_span!("endpoints_controller"))
+            .boxed()
+    });
+    let hpa = on("horizontalpodautoscaling").then(|| {
         hpa::run(client.clone(), &kinds, config.hpa)
             .instrument(tracing::info_span!("horizontal_pod_autoscaler"))
-            .boxed(),
-    );
-    let node_lifecycle = only_if(
-        on("nodelifecycle"),
+            .boxed()
+    });
+    let node_lifecycle = on("nodelifecycle").then(|| {
         node_lifecycle::run(client.clone(), node_lifecycle::NodeLifecycleConfig::default())
             .instrument(tracing::info_span!("node_lifecycle"))
-            .boxed(),
-    );
+            .boxed()
+    });
+    // The one watch of pods the controllers above subscribed to, if any did.
+    let pod_watch = pods.has_subscribers().then(|| {
+        let events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(drop_managed_fields);
+        pods.run(events).instrument(tracing::info_span!("pod_informer")).boxed()
+    });
     let events = events::send_events(client, events);
-    futures::join!(gc, namespace, replica_sets, deployments, endpoints, hpa, node_lifecycle, events);
+    futures::join!(
+        run_if(gc),
+        run_if(namespace),
+        run_if(replica_sets),
+        run_if(deployments),
+        run_if(endpoints),
+        run_if(hpa),
+        run_if(node_lifecycle),
+        run_if(pod_watch),
+        events
+    );
 }
 
-/// Runs `controller` if it is turned on; a future that is never polled does nothing.
-async fn only_if(enabled: bool, controller: impl std::future::Future<Output = ()>) {
-    if enabled {
+/// Runs `controller` if it is turned on.
+async fn run_if(controller: Option<impl std::future::Future<Output = ()>>) {
+    if let Some(controller) = controller {
         controller.await;
     }
 }

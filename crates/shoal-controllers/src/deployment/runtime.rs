@@ -1,11 +1,12 @@
-//! The Deployment controller's effects: watches of Deployments, ReplicaSets and pods into
-//! caches, one reconcile per Deployment key at a time (kube-runtime's `applier`), and the
-//! writes `decide` returns, in order, stopping at the first that fails.
+//! The Deployment controller's effects: watches of Deployments and ReplicaSets into caches,
+//! pods from the controllers' shared informer, one reconcile per Deployment key at a time
+//! (kube-runtime's `applier`), and the writes `decide` returns, in order, stopping at the first
+//! that fails.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -19,9 +20,10 @@ use serde_json::json;
 use super::template::equal_ignoring_hash;
 use super::{Write, decide};
 use crate::events::Recorder;
+use crate::informer::Update;
 use crate::ownership::{controller_of, controller_reference, selector_matches};
 use crate::replicaset::runtime::set_owner;
-use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, drop_managed_fields, is_status};
+use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, is_status};
 
 /// Deployments reconciled at once.
 const RECONCILES_IN_FLIGHT_MAX: u16 = 4;
@@ -55,11 +57,16 @@ enum Error {
     Conflict,
 }
 
-/// Runs the Deployment controller until the future is dropped.
-pub async fn run(client: Client, events: Recorder) {
+/// Runs the Deployment controller until the future is dropped, over the shared cache of pods
+/// and its updates.
+pub async fn run(
+    client: Client,
+    events: Recorder,
+    pods: Store<Pod>,
+    pod_updates: impl Stream<Item = Update<Pod>> + Send,
+) {
     let (deployments, deployment_writer) = reflector::store::<Deployment>();
     let (replica_sets, replica_set_writer) = reflector::store::<ReplicaSet>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
     let context = Arc::new(Context {
         client: client.clone(),
         replica_sets: replica_sets.clone(),
@@ -87,20 +94,17 @@ pub async fn run(client: Client, events: Recorder) {
     // Recreate waits for the old pods to be gone, so a pod's deletion concerns its Deployment.
     let pod_events = {
         let replica_sets = replica_sets.clone();
-        reflector::reflector(
-            pod_writer,
-            watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-                .default_backoff()
-                .modify(drop_managed_fields),
-        )
-        .map_ok(move |event| {
-            let keys: Vec<Key> = match event {
-                watcher::Event::Delete(pod) => deployment_of_pod(&replica_sets, &pod).into_iter().collect(),
-                _ => Vec::new(),
-            };
-            futures::stream::iter(keys.into_iter().map(Ok))
-        })
-        .try_flatten()
+        pod_updates
+            .map(move |update| {
+                let keys: Vec<Key> = match update.event {
+                    watcher::Event::Delete(pod) => {
+                        deployment_of_pod(&replica_sets, &pod).into_iter().collect()
+                    }
+                    _ => Vec::new(),
+                };
+                futures::stream::iter(keys.into_iter().map(Ok::<_, watcher::Error>))
+            })
+            .flatten()
     };
     // No resync stream: every pass asks to be run again within RESYNC_INTERVAL.
     let queue =

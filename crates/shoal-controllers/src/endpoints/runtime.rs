@@ -1,6 +1,7 @@
-//! The endpoints controllers' effects: watch caches of Services, Pods, Endpoints,
-//! EndpointSlices and Nodes, passes over the namespaces that changed (debounced, and over
-//! everything on a resync timer), and the writes `decide` asks for.
+//! The endpoints controllers' effects: watch caches of Services, Endpoints, EndpointSlices
+//! and Nodes (pods come from the controllers' shared informer), passes over the namespaces
+//! that changed (debounced, and over everything on a resync timer), and the writes `decide`
+//! asks for.
 //!
 //! A slice this controller has just written may not be in its cache yet; deciding on that
 //! Service before the cache catches up would create a second slice for the same endpoints.
@@ -10,6 +11,7 @@
 //!
 //! Everything runs inside the future `run` returns, without spawned tasks.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -30,6 +32,7 @@ use super::{
     Action, CONTROLLER_NAME, FIELD_MANAGER, MANAGED_BY_LABEL, Observed, SERVICE_NAME_LABEL, Target,
     TriggerTimes, decide, is_managed, orphaned_endpoints,
 };
+use crate::informer::Update;
 use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, drop_managed_fields, is_status};
 
 /// How long a pass waits after a change for more, so that a burst of pod events costs one
@@ -46,17 +49,17 @@ const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// The node label with the node's zone.
 const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
-/// Runs the endpoints and endpointslice controllers until the future is dropped.
-pub async fn run(client: Client) {
+/// Runs the endpoints and endpointslice controllers until the future is dropped, over the
+/// shared cache of pods and its updates.
+pub async fn run(client: Client, pods: Store<Pod>, pod_updates: impl Stream<Item = Update<Pod>>) {
     let (services, services_writer) = reflector::store::<Service>();
-    let (pods, pods_writer) = reflector::store::<Pod>();
     let (endpoints, endpoints_writer) = reflector::store::<Endpoints>();
     let (slices, slices_writer) = reflector::store::<EndpointSlice>();
     let state = Mutex::new(State::default());
     let (changed, changes) = watch::channel(());
     let watches = futures::future::join5(
         watch_kind(events(&client).modify(drop_managed_fields), services_writer, &state, &changed),
-        watch_kind(events(&client).modify(drop_managed_fields), pods_writer, &state, &changed),
+        watch_pods(pod_updates, &state, &changed),
         // This controller tells its own Endpoints and slices by their managedFields.
         watch_kind(events(&client), endpoints_writer, &state, &changed),
         watch_kind(events(&client), slices_writer, &state, &changed),
@@ -122,18 +125,38 @@ async fn watch_kind<K>(
     let stream = reflector::reflector(writer, events);
     let mut events = std::pin::pin!(stream);
     while let Some(event) = events.next().await {
-        let namespace = match event {
-            Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => object.namespace(),
-            Ok(watcher::Event::InitDone) => None,
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
-            Err(error) => {
-                tracing::warn!(%kind, %error, "endpoints controller watch failed");
-                continue;
-            }
-        };
-        state.lock().expect("state lock").mark(namespace);
-        changed.send_replace(());
+        match event {
+            Ok(event) => mark_changed::<K>(&event, state, changed),
+            Err(error) => tracing::warn!(%kind, %error, "endpoints controller watch failed"),
+        }
     }
+}
+
+/// Marks the namespaces whose pods change, from the shared informer's updates.
+async fn watch_pods(
+    updates: impl Stream<Item = Update<Pod>>,
+    state: &Mutex<State>,
+    changed: &watch::Sender<()>,
+) {
+    let mut updates = std::pin::pin!(updates);
+    while let Some(update) = updates.next().await {
+        mark_changed::<Pod>(&update.event, state, changed);
+    }
+}
+
+/// Marks the namespace `event` changes (every namespace after a relist) for the next pass.
+fn mark_changed<K: Resource>(
+    event: &watcher::Event<impl Borrow<K>>,
+    state: &Mutex<State>,
+    changed: &watch::Sender<()>,
+) {
+    let namespace = match event {
+        watcher::Event::Apply(object) | watcher::Event::Delete(object) => object.borrow().namespace(),
+        watcher::Event::InitDone => None,
+        watcher::Event::Init | watcher::Event::InitApply(_) => return,
+    };
+    state.lock().expect("state lock").mark(namespace);
+    changed.send_replace(());
 }
 
 /// Keeps the nodes' zones; a node appearing, going or changing zone affects every Service.

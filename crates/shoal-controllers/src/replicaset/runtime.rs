@@ -2,15 +2,15 @@
 //! reconcile per ReplicaSet key at a time (kube-runtime's `applier`), and the pod and status
 //! writes `decide` and `status` ask for.
 //!
-//! The pod watch is applied to its cache here rather than by `kube::runtime::reflector`, so
-//! that each event can first be compared with the cache: a pod the cache did not have yet is
-//! a create observed, one being deleted or gone is a delete observed (`Expectations`).
+//! Pods come from the controllers' shared informer (`crate::informer`), which says of each
+//! event whether its cache had the pod before: a pod it did not have yet is a create observed,
+//! one being deleted or gone is a delete observed (`Expectations`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -24,8 +24,9 @@ use serde_json::json;
 
 use super::{Expectations, Plan, PodRef, ReplicaFailure, decide, slow_start_batches, status};
 use crate::events::Recorder;
+use crate::informer::Update;
 use crate::ownership::{controller_of, controller_reference, selector_matches};
-use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, drop_managed_fields, is_status};
+use crate::{REQUEST_TIMEOUT, RESYNC_INTERVAL, is_status};
 
 /// ReplicaSets reconciled at once.
 const RECONCILES_IN_FLIGHT_MAX: u16 = 8;
@@ -57,10 +58,15 @@ enum Error {
     StatusTimedOut,
 }
 
-/// Runs the ReplicaSet controller until the future is dropped.
-pub async fn run(client: Client, events: Recorder) {
+/// Runs the ReplicaSet controller until the future is dropped, over the shared cache of pods
+/// and its updates.
+pub async fn run(
+    client: Client,
+    events: Recorder,
+    pods: Store<Pod>,
+    pod_updates: impl Stream<Item = Update<Pod>> + Send,
+) {
     let (replica_sets, replica_set_writer) = reflector::store::<ReplicaSet>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
     let context =
         Arc::new(Context { client: client.clone(), pods, expectations: Mutex::new(HashMap::new()), events });
     let replica_set_events = {
@@ -90,16 +96,12 @@ pub async fn run(client: Client, events: Recorder) {
     let pod_events = {
         let context = context.clone();
         let replica_sets = replica_sets.clone();
-        let mut writer = pod_writer;
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(drop_managed_fields)
-            .map_ok(move |event| {
-                let keys = observe_pod_event(&context, &writer.as_reader(), &replica_sets, &event);
-                writer.apply_watcher_event(&event);
-                futures::stream::iter(keys.into_iter().map(Ok))
+        pod_updates
+            .map(move |update| {
+                let keys = observe_pod_update(&context, &replica_sets, &update);
+                futures::stream::iter(keys.into_iter().map(Ok::<_, watcher::Error>))
             })
-            .try_flatten()
+            .flatten()
     };
     // No resync stream: every pass asks to be run again within RESYNC_INTERVAL.
     let queue = futures::stream::select(replica_set_events, pod_events);
@@ -121,16 +123,11 @@ pub async fn run(client: Client, events: Recorder) {
     .await;
 }
 
-/// Records what a pod event shows of expected creates and deletes, and returns the
+/// Records what a pod update shows of expected creates and deletes, and returns the
 /// ReplicaSets to look at: the pod's controller, or for an orphan every ReplicaSet of its
 /// namespace whose selector matches it.
-fn observe_pod_event(
-    context: &Context,
-    cache: &Store<Pod>,
-    replica_sets: &Store<ReplicaSet>,
-    event: &watcher::Event<Pod>,
-) -> Vec<Key> {
-    let (pod, gone) = match event {
+fn observe_pod_update(context: &Context, replica_sets: &Store<ReplicaSet>, update: &Update<Pod>) -> Vec<Key> {
+    let (pod, gone) = match &update.event {
         watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => (pod, false),
         watcher::Event::Delete(pod) => (pod, true),
         watcher::Event::Init | watcher::Event::InitDone => return Vec::new(),
@@ -144,7 +141,7 @@ fn observe_pod_event(
             if gone || pod.metadata.deletion_timestamp.is_some() {
                 expected.deletion_observed(uid);
             }
-            if !gone && cache.get(&ObjectRef::from_obj(pod)).is_none() {
+            if !gone && !update.was_cached {
                 expected.creation_observed();
             }
         }
