@@ -200,7 +200,7 @@ impl ObjectStore {
         resource: &ResourceType,
         namespace: Option<&str>,
         name: &str,
-        object: &Value,
+        object: Value,
     ) -> Result<Stored, ApiError> {
         match self.create_claiming(resource, namespace, name, object, &[]).await? {
             Ok(stored) => Ok(stored),
@@ -216,7 +216,7 @@ impl ObjectStore {
         resource: &ResourceType,
         namespace: Option<&str>,
         name: &str,
-        object: &Value,
+        object: Value,
         claims: &[String],
     ) -> Result<Result<Stored, String>, ApiError> {
         let key = Self::key(resource, namespace, name);
@@ -228,7 +228,7 @@ impl ObjectStore {
         };
         let mut success = vec![RequestOp::Put(PutRequest {
             key: Bytes::from(key.clone()),
-            value: self.encode(resource, object)?,
+            value: self.encode(resource, &object)?,
             ..PutRequest::default()
         })];
         let owner = format!("{}/{}", namespace.unwrap_or(""), name);
@@ -252,7 +252,7 @@ impl ObjectStore {
         let txn = TxnRequest { compare: keys.iter().map(absent).collect(), success, failure: probes };
         let (succeeded, revision, responses) = self.txn(txn).await?;
         if succeeded {
-            return Ok(Ok(Stored { object: with_resource_version(object.clone(), revision), revision }));
+            return Ok(Ok(Stored { object: with_resource_version(object, revision), revision }));
         }
         let present =
             |index: usize| matches!(responses.get(index), Some(ResponseOp::Range(range)) if range.count > 0);

@@ -62,7 +62,7 @@ async fn create_checked(
         return Ok(with_warnings(Reply::with_code(StatusCode::CREATED, object), warnings));
     }
     let name = meta::name(&object).to_owned();
-    let stored = store_new(api, resource, call.target.namespace, &name, &object).await?;
+    let stored = store_new(api, resource, call.target.namespace, &name, object).await?;
     Ok(with_warnings(Reply::with_code(StatusCode::CREATED, stored.object), warnings))
 }
 
@@ -319,7 +319,7 @@ async fn store_new(
     resource: &'static ResourceType,
     namespace: Option<&str>,
     name: &str,
-    object: &Value,
+    object: Value,
 ) -> Result<Stored, ApiError> {
     if !is_core_service(resource) {
         return api.objects.create(resource, namespace, name, object).await;
@@ -327,11 +327,11 @@ async fn store_new(
     let mut taken = crate::allocator::Taken::new();
     for _ in 0..crate::allocator::ALLOCATION_ATTEMPTS_MAX {
         let mut candidate = object.clone();
-        let claims = crate::allocator::assign(&mut candidate, api.service_cidr, object, &taken)?;
-        match api.objects.create_claiming(resource, namespace, name, &candidate, &claims).await? {
+        let claims = crate::allocator::assign(&mut candidate, api.service_cidr, &object, &taken)?;
+        match api.objects.create_claiming(resource, namespace, name, candidate, &claims).await? {
             Ok(stored) => return Ok(stored),
-            Err(taken) if crate::allocator::claims_of(object).contains(&taken) => {
-                return Err(crate::allocator::already_allocated(object, &taken));
+            Err(taken) if crate::allocator::claims_of(&object).contains(&taken) => {
+                return Err(crate::allocator::already_allocated(&object, &taken));
             }
             // Another create holds the address or port chosen: choose again knowing them all.
             Err(_choice_taken) => taken = api.objects.allocator_claims().await?,
@@ -850,7 +850,7 @@ pub async fn ensure_namespace(api: &Api, name: &str) -> Result<(), ApiError> {
     let mut object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
     admit::prepare_create(namespaces, &mut object);
     admit::default_and_validate(namespaces, &mut object, None)?;
-    match api.objects.create(namespaces, None, name, &object).await {
+    match api.objects.create(namespaces, None, name, object).await {
         Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
         Err(error) => Err(error),
     }
@@ -890,7 +890,7 @@ pub async fn ensure_service(api: &Api, mut object: Value) -> Result<(), ApiError
     }
     admit::prepare_create(services, &mut object);
     admit::default_and_validate(services, &mut object, None)?;
-    match store_new(api, services, Some(&namespace), &name, &object).await {
+    match store_new(api, services, Some(&namespace), &name, object).await {
         Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
         Err(error) => Err(error),
     }
