@@ -88,7 +88,7 @@ impl RunningApiServer {
     /// without a connection (no TLS, TCP or HTTP framing) but otherwise as any other, through
     /// authorization, admission and the store.
     pub fn local(&self, user: User) -> LocalApi {
-        LocalApi { api: self.api.clone(), user }
+        LocalApi::new(self.api.clone(), user)
     }
 
     pub async fn shutdown(self) {
@@ -106,6 +106,11 @@ pub struct LocalApi {
 }
 
 impl LocalApi {
+    /// `api` for clients inside its process acting as `user`.
+    pub fn new(api: Arc<Api>, user: User) -> LocalApi {
+        LocalApi { api, user }
+    }
+
     pub async fn handle(
         &self,
         request: http::Request<UnsyncBoxBody<Bytes, std::io::Error>>,

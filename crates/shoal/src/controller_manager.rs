@@ -78,3 +78,6 @@ fn client(api: &LocalApi, term: Option<&Term>) -> kube::Client {
     });
     kube::Client::new(service, "default")
 }
+
+#[cfg(test)]
+mod tests;
