@@ -35,7 +35,11 @@
 //! 6. Full disruption: when more than [`NodeLifecycleConfig::unhealthy_fraction`] of the nodes
 //!    are suspected at once, the controller is probably the one cut off. Then suspicion adds no
 //!    NoExecute taint, removes those it added (their clocks restart when it ends, as
-//!    Kubernetes' "master disruption mode" does), and no pod is evicted at all.
+//!    Kubernetes' "master disruption mode" does), and no pod is evicted at all. Nodes that
+//!    will be suspected within [`NodeLifecycleConfig::disruption_lookahead`] count as suspected
+//!    here: nodes cut off at the same moment are not suspected in the same pass, since their
+//!    last renewals were up to a renewal interval apart, and the first of them would otherwise
+//!    be judged alone and tainted.
 //! 7. Eviction, as Kubernetes' taint manager: a pod on a node with a NoExecute taint (stored,
 //!    and kept by this pass) that it does not tolerate is deleted at once; one that tolerates
 //!    every such taint is deleted when the shortest `tolerationSeconds` of the tolerations used
@@ -60,7 +64,7 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::failure_detector::{Detector, DetectorConfig};
+use crate::failure_detector::{AGENT_HEARTBEAT_INTERVAL, Detector, DetectorConfig};
 
 pub use runtime::run;
 
@@ -94,6 +98,12 @@ pub struct NodeLifecycleConfig {
     /// Above this fraction of nodes suspected at once, nothing is evicted (rule 6). 0.55, as
     /// Kubernetes' `--unhealthy-zone-threshold`.
     pub unhealthy_fraction: f64,
+    /// For that fraction, a node the detector will suspect within this long if it stays silent
+    /// counts as suspected already (rule 6). Two of the agents' renewal intervals: longer than
+    /// the spread of the last renewals of nodes cut off together (one interval) plus a pass,
+    /// shorter than the silence that makes a living node suspected, so that a node renewing on
+    /// time never counts.
+    pub disruption_lookahead: Duration,
 }
 
 impl Default for NodeLifecycleConfig {
@@ -103,6 +113,7 @@ impl Default for NodeLifecycleConfig {
             startup_grace: Duration::from_secs(10),
             eviction_rate: EvictionRate::default(),
             unhealthy_fraction: 0.55,
+            disruption_lookahead: AGENT_HEARTBEAT_INTERVAL * 2,
         }
     }
 }
@@ -235,7 +246,11 @@ impl NodeLifecycle {
             nodes.iter().filter_map(|node| Some((node.metadata.name.as_deref()?, node.as_ref()))).collect();
         nodes.sort_by_key(|(name, _)| *name);
         let health: Vec<Health> = nodes.iter().map(|(name, _)| self.health(name, now)).collect();
-        let suspected = health.iter().filter(|health| **health == Health::Suspected).count();
+        let suspected = nodes
+            .iter()
+            .zip(&health)
+            .filter(|((name, _), health)| **health == Health::Suspected || self.suspected_soon(name, now))
+            .count();
         let disruption_change = self.update_disruption(suspected, nodes.len());
         let mut pods_by_node: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
         for pod in pods {
@@ -279,6 +294,13 @@ impl NodeLifecycle {
                 }
             }
         }
+    }
+
+    /// Whether the detector will suspect `node` within the disruption lookahead if it stays
+    /// silent.
+    fn suspected_soon(&self, node: &str, now: Duration) -> bool {
+        let horizon = now.saturating_add(self.config.disruption_lookahead);
+        self.leases.get(node).is_some_and(|lease| lease.detector.suspects(horizon))
     }
 
     fn update_disruption(&mut self, suspected: usize, nodes: usize) -> Option<DisruptionChange> {

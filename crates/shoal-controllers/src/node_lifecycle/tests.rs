@@ -22,6 +22,7 @@ fn config() -> NodeLifecycleConfig {
         startup_grace: Duration::from_secs(10),
         eviction_rate: EvictionRate { nodes_per_second: 1.0, burst: 1 },
         unhealthy_fraction: 0.55,
+        disruption_lookahead: Duration::from_millis(400),
     }
 }
 
@@ -482,6 +483,78 @@ fn full_disruption_stops_evictions() {
     assert_eq!(plan.disruption_change, Some(DisruptionChange::Left { suspected: 1, nodes: 5 }));
     assert_eq!(update_of(&plan, "n1").unwrap().taints.as_deref(), Some(&unreachable(17.0)[..]));
     assert_eq!(evicted(&plan), ["p5"], "p1 waits for the new taint to be stored");
+}
+
+/// Passes every quarter second from `from` to `to` (seconds) over the default detector, with
+/// every node stored Ready and untainted and a pod on each; whether any pass added a NoExecute
+/// taint or evicted a pod, and the disruption changes said.
+fn quarter_second_passes(
+    lifecycle: &mut NodeLifecycle,
+    from: f64,
+    to: f64,
+    names: &[&str],
+) -> (Vec<String>, Vec<DisruptionChange>) {
+    let nodes: Vec<Node> = names.iter().map(|name| node(name, "True")).collect();
+    let pods: Vec<Pod> = names.iter().map(|name| pod(&format!("on-{name}"), name, Vec::new())).collect();
+    let (mut evicting, mut changes) = (Vec::new(), Vec::new());
+    for quarter in 0..=((to - from) * 4.0) as u32 {
+        let now = from + f64::from(quarter) * 0.25;
+        let plan = pass(lifecycle, now, &nodes, &pods);
+        for update in &plan.node_updates {
+            let taints = update.taints.as_deref().unwrap_or_default();
+            if taints.iter().any(|taint| taint.effect == EFFECT_NO_EXECUTE) {
+                evicting.push(format!("{} NoExecute at {now}", update.name));
+            }
+        }
+        evicting.extend(plan.evictions.iter().map(|eviction| format!("{} evicted at {now}", eviction.name)));
+        changes.extend(plan.disruption_change);
+    }
+    (evicting, changes)
+}
+
+/// Under the default detector, three nodes renewing every half second (out of step, as agents
+/// are) until 10 s, then those in `silent` stop: their last renewals are 10.0, 10.2 and 10.45 s.
+fn renewing_until_ten(config: NodeLifecycleConfig, silent: &[&str]) -> NodeLifecycle {
+    let mut lifecycle = NodeLifecycle::new(config);
+    for (name, phase) in [("n1", 0.0), ("n2", 0.2), ("n3", 0.45)] {
+        let renewals = if silent.contains(&name) { 20 } else { 40 };
+        for renewal in 0..=renewals {
+            beat(&mut lifecycle, name, phase + f64::from(renewal) * 0.5);
+        }
+    }
+    lifecycle
+}
+
+// Nodes cut off at the same moment are suspected up to a renewal interval apart. The first of
+// them must not be judged alone: counting the nodes about to be suspected, the controller
+// enters full disruption by its first suspicion and adds no NoExecute taint to anyone. Without
+// the lookahead, the first would be tainted (and its pods evicted a second later).
+#[test]
+fn nodes_cut_off_together_enter_full_disruption_by_the_first_suspicion() {
+    let all = ["n1", "n2", "n3"];
+    let mut lifecycle = renewing_until_ten(NodeLifecycleConfig::default(), &all);
+    let (evicting, changes) = quarter_second_passes(&mut lifecycle, 10.0, 14.0, &all);
+    assert_eq!(evicting, Vec::<String>::new());
+    // Entered once, when two of three are suspected or about to be: already before the first
+    // suspicion.
+    assert_eq!(changes, [DisruptionChange::Entered { suspected: 2, nodes: 3 }]);
+
+    let blind =
+        NodeLifecycleConfig { disruption_lookahead: Duration::ZERO, ..NodeLifecycleConfig::default() };
+    let mut lifecycle = renewing_until_ten(blind, &all);
+    let (evicting, _) = quarter_second_passes(&mut lifecycle, 10.0, 14.0, &all);
+    assert!(evicting.first().is_some_and(|first| first.starts_with("n1 NoExecute")), "{evicting:?}");
+}
+
+// The lookahead never counts a node that renews on time: one node dying among two healthy
+// ones is tainted at its first suspicion, and no disruption is said.
+#[test]
+fn a_node_dying_alone_is_tainted_despite_the_lookahead() {
+    let mut lifecycle = renewing_until_ten(NodeLifecycleConfig::default(), &["n1"]);
+    let (evicting, changes) = quarter_second_passes(&mut lifecycle, 10.0, 14.0, &["n1", "n2", "n3"]);
+    assert_eq!(changes, []);
+    assert_eq!(evicting.first().map(|first| first.starts_with("n1 NoExecute")), Some(true), "{evicting:?}");
+    assert!(evicting.iter().all(|entry| entry.starts_with("n1")), "{evicting:?}");
 }
 
 // A one-node cluster whose node dies is in full disruption: its pods are never all evicted.
