@@ -36,13 +36,7 @@ fn fixture() -> &'static Fixture {
             .expect("runtime");
         let dir = tempfile::tempdir().expect("temp dir");
         let server = runtime.block_on(async {
-            let mut config = ServerConfig::new("solo", dir.path().join("data"));
-            let peer = free_port();
-            config.listen_peer = ([127, 0, 0, 1], peer).into();
-            config.listen_client = ([127, 0, 0, 1], free_port()).into();
-            config.advertise_peer_url = format!("http://127.0.0.1:{peer}");
-            config.advertise_client_url = format!("http://{}", config.listen_client);
-            config.initial_cluster.insert("solo".into(), config.advertise_peer_url.clone());
+            let config = ServerConfig::solo_on_loopback("solo", dir.path().join("data"));
             let server = shoal_store::server::start(config).await.expect("store starts");
             let mut metrics = server.store.raft().metrics();
             metrics.wait_for(|m| m.current_leader.is_some()).await.expect("a leader");
@@ -59,10 +53,6 @@ fn fixture() -> &'static Fixture {
         });
         Fixture { runtime, api, _server: server, _dir: dir }
     })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// Sends one request and checks the answer's shape; returns the status code.

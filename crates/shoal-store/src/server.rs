@@ -110,6 +110,18 @@ impl ServerConfig {
             random_seed: None,
         }
     }
+
+    /// A one-member cluster on loopback ports the system chooses, plaintext: a store inside a
+    /// test's process. Its peer URL is never dialled, since a lone member has no peers.
+    pub fn solo_on_loopback(name: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = ServerConfig::new(name, data_dir);
+        config.listen_peer = ([127, 0, 0, 1], 0).into();
+        config.listen_client = ([127, 0, 0, 1], 0).into();
+        config.advertise_peer_url = "http://127.0.0.1:0".to_owned();
+        config.advertise_client_url = "http://127.0.0.1:0".to_owned();
+        config.initial_cluster.insert(config.name.clone(), config.advertise_peer_url.clone());
+        config
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

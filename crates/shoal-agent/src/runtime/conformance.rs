@@ -151,7 +151,7 @@ pub async fn graceful_stop<R: Runtime>(runtime: &R) {
     let polite = runtime
         .start_container(
             &sandbox,
-            &shell("polite", "trap 'echo bye; exit 7' TERM; while :; do sleep 0.05; done"),
+            &shell("polite", "trap 'echo bye; exit 7' TERM; echo ready; while :; do sleep 0.05; done"),
         )
         .await
         .expect("starts");
@@ -162,9 +162,9 @@ pub async fn graceful_stop<R: Runtime>(runtime: &R) {
         )
         .await
         .expect("starts");
-    // Let the shells install their traps.
+    // Each shell says ready once its trap is installed.
+    wait_for_log(runtime, &sandbox, "polite", "ready").await;
     wait_for_log(runtime, &sandbox, "stubborn", "ready").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let exit = runtime.stop_container(&polite, Duration::from_secs(20)).await.expect("stops");
     assert_eq!(exit.exit_code, 7, "the TERM trap ran: {exit:?}");
     assert!(log_text(runtime, &sandbox, "polite").contains("bye"));

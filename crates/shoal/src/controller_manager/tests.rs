@@ -22,15 +22,10 @@ const KEY_FILE: &str = "k AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 /// How long one step may take before the test gives up on it.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A one-member store in this process (its ports chosen by the system) and the API over it,
-/// with the namespaces the test writes to.
+/// A one-member store in this process and the API over it, with the namespaces the test
+/// writes to.
 async fn api(dir: &std::path::Path) -> (Arc<Api>, RunningServer) {
-    let mut config = ServerConfig::new("solo", dir.join("data"));
-    config.listen_peer = ([127, 0, 0, 1], 0).into();
-    config.listen_client = ([127, 0, 0, 1], 0).into();
-    config.advertise_peer_url = "http://127.0.0.1:0".to_owned();
-    config.advertise_client_url = "http://127.0.0.1:0".to_owned();
-    config.initial_cluster.insert("solo".to_owned(), config.advertise_peer_url.clone());
+    let config = ServerConfig::solo_on_loopback("solo", dir.join("data"));
     let server = shoal_store::server::start(config).await.expect("the store starts");
     let mut metrics = server.store.raft().metrics();
     metrics.wait_for(|metrics| metrics.current_leader.is_some()).await.expect("a leader");

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use anyhow::{bail, ensure};
 
-/// Dynamic ports are taken from `[PORT_FLOOR, start of the kernel's ephemeral range)`.
+/// Dynamic ports are taken from `[PORT_FLOOR, ceiling)`, the ceiling being the start of the
+/// kernel's ephemeral range or of the NodePort range, whichever is lower: an agent listens on
+/// every Service's NodePort on the same addresses, so a member there could take one from it.
 const PORT_FLOOR: u16 = 10_000;
 /// Random ports tried before giving up on finding a free one.
 const PORT_PROBES: u32 = 200;
@@ -15,10 +17,10 @@ const PORT_PROBES: u32 = 200;
 static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// A port of 127.0.0.1 that nothing listens on now, chosen at random below the ephemeral
-/// range so that clusters of concurrent test processes rarely pick the same one; a clash
+/// and NodePort ranges so that clusters of concurrent test processes rarely pick the same one; a clash
 /// that happens anyway is caught at launch (see `LAUNCH_ATTEMPTS`).
 pub(super) fn free_port() -> anyhow::Result<u16> {
-    let ceiling = ephemeral_range_start();
+    let ceiling = ephemeral_range_start().min(shoal_apiserver::allocator::NODE_PORT_MIN);
     ensure!(ceiling > PORT_FLOOR, "the ephemeral port range starts at {ceiling}, below {PORT_FLOOR}");
     let random = std::hash::RandomState::new();
     let mut handed_out = HANDED_OUT.lock().expect("port registry lock poisoned");

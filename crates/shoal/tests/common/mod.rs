@@ -40,7 +40,9 @@ pub async fn start_cluster_with_env(
     let dir =
         tempfile::Builder::new().prefix("shoal-cluster-").tempdir().expect("creating a temporary directory");
     let mut config = LocalClusterConfig::new(env!("CARGO_BIN_EXE_shoal"), dir.path());
-    config.server_args = TEST_TIMING_ARGS.iter().chain(server_args).map(|arg| (*arg).to_owned()).collect();
+    // A test's own timing flags replace these (flag and value pairs).
+    let timing = TEST_TIMING_ARGS.chunks(2).filter(|pair| !server_args.contains(&pair[0])).flatten();
+    config.server_args = timing.chain(server_args).map(|arg| (*arg).to_owned()).collect();
     config.server_env =
         server_env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
     let mut cluster = LocalCluster::new(config).expect("creating the cluster's directory and PKI");
