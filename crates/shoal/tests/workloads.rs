@@ -92,8 +92,9 @@ async fn deployment_rollouts_with_kubectl() {
 
     // The rolling update, watched: ready pods that are not being deleted, after every event.
     let low_water = Arc::new(Mutex::new(usize::MAX));
-    let watch = tokio::spawn(record_ready_minimum(pods.clone(), low_water.clone()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (listed, first_list) = tokio::sync::oneshot::channel();
+    let watch = tokio::spawn(record_ready_minimum(pods.clone(), low_water.clone(), listed));
+    first_list.await.expect("the watch lists the pods before the rollout starts");
     kubectl.ok(&["set", "image", "deployment/web", "main=host:v2"], None).await;
     let status = kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=120s"], None).await;
     assert!(status.contains("successfully rolled out"), "{status}");
@@ -246,8 +247,9 @@ async fn replica_sets_claim_pods_and_recreate_never_overlaps() {
     deployments.create(&PostParams::default(), &deployment).await.expect("creating the deployment");
     wait_rolled_out(&deployments, "batch").await;
     let templates = Arc::new(Mutex::new(Templates::default()));
-    let watch = tokio::spawn(record_template_overlap(pods.clone(), templates.clone()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (listed, first_list) = tokio::sync::oneshot::channel();
+    let watch = tokio::spawn(record_template_overlap(pods.clone(), templates.clone(), listed));
+    first_list.await.expect("the watch lists the pods before the template changes");
     let change = json!({ "spec": { "template": { "metadata": { "annotations": { "version": "2" } } } } });
     deployments.patch("batch", &PatchParams::default(), &Patch::Merge(&change)).await.expect("changing it");
     wait_until("a second replica set", || async {
@@ -288,7 +290,11 @@ struct Templates {
 
 /// Records in `templates` the templates of the pods labelled app=batch, and whether pods of two
 /// of them ever exist at once (terminating ones included).
-async fn record_template_overlap(pods: Api<Pod>, templates: Arc<Mutex<Templates>>) {
+/// Told once a recorder's watch has listed the pods for the first time.
+type Listed = tokio::sync::oneshot::Sender<()>;
+
+async fn record_template_overlap(pods: Api<Pod>, templates: Arc<Mutex<Templates>>, listed: Listed) {
+    let mut listed = Some(listed);
     let mut hashes: BTreeMap<String, String> = BTreeMap::new();
     let mut listing = false;
     let config = watcher::Config::default().labels("app=batch");
@@ -301,7 +307,12 @@ async fn record_template_overlap(pods: Api<Pod>, templates: Arc<Mutex<Templates>
                 listing = true;
                 hashes.clear();
             }
-            Ok(watcher::Event::InitDone) => listing = false,
+            Ok(watcher::Event::InitDone) => {
+                listing = false;
+                if let Some(listed) = listed.take() {
+                    let _ = listed.send(());
+                }
+            }
             Ok(watcher::Event::InitApply(pod) | watcher::Event::Apply(pod)) => {
                 let hash = hash(&pod).unwrap_or_default();
                 templates.lock().expect("templates").seen.insert(hash.clone());
@@ -322,7 +333,8 @@ async fn record_template_overlap(pods: Api<Pod>, templates: Arc<Mutex<Templates>
 }
 
 /// Keeps `low_water` at the fewest ready, not-terminating pods seen after any pod event.
-async fn record_ready_minimum(pods: Api<Pod>, low_water: Arc<Mutex<usize>>) {
+async fn record_ready_minimum(pods: Api<Pod>, low_water: Arc<Mutex<usize>>, listed: Listed) {
+    let mut listed = Some(listed);
     let mut ready: BTreeMap<String, bool> = BTreeMap::new();
     // A (re)list is counted once complete: halfway through it only some pods are known.
     let mut listing = false;
@@ -337,7 +349,12 @@ async fn record_ready_minimum(pods: Api<Pod>, low_water: Arc<Mutex<usize>>) {
             Ok(watcher::Event::InitApply(pod)) => {
                 ready.insert(pod.metadata.name.clone().unwrap_or_default(), ready_now(&pod));
             }
-            Ok(watcher::Event::InitDone) => listing = false,
+            Ok(watcher::Event::InitDone) => {
+                listing = false;
+                if let Some(listed) = listed.take() {
+                    let _ = listed.send(());
+                }
+            }
             Ok(watcher::Event::Apply(pod)) => {
                 ready.insert(pod.metadata.name.clone().unwrap_or_default(), ready_now(&pod));
             }
