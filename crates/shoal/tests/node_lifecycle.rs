@@ -24,6 +24,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const KUBECTL_TIMEOUT: Duration = Duration::from_secs(120);
 /// The toleration every pod gets by default (`shoal server --default-toleration-seconds`).
 const DEFAULT_TOLERATION_SECONDS: i64 = shoal_apiserver::admit::DEFAULT_TOLERATION_SECONDS;
+/// The servers' flag for shoal's default toleration, which other tests lengthen.
+const DEFAULT_TOLERATION: [&str; 2] = ["--default-toleration-seconds", "1"];
+const _: () = assert!(DEFAULT_TOLERATION_SECONDS == 1, "DEFAULT_TOLERATION says 1");
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
 /// One cluster of this suite at a time, as in the agent suite: clusters started at once on a
@@ -93,7 +96,7 @@ async fn wait_running(pods: &Api<Pod>, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_node_is_tainted_and_its_pods_evicted() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let mut cluster = common::start_cluster(3, &[]).await;
+    let mut cluster = common::start_cluster(3, &DEFAULT_TOLERATION).await;
     let doomed_agent = cluster.start_agent("a1", 0, &[]).await.expect("starting agent a1");
     cluster.start_agent("a2", 1, &[]).await.expect("starting agent a2");
     let client = cluster.admin_client(2).await.expect("admin client");
@@ -182,7 +185,7 @@ async fn kubectl_cordon_uncordon_and_drain() {
         return;
     };
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let mut cluster = common::start_cluster(3, &[]).await;
+    let mut cluster = common::start_cluster(3, &DEFAULT_TOLERATION).await;
     cluster.start_agent("a1", 0, &[]).await.expect("starting agent a1");
     let client = cluster.admin_client(1).await.expect("admin client");
     let nodes: Api<Node> = Api::all(client.clone());
@@ -321,7 +324,7 @@ async fn replicas_on_a_cut_off_node_are_replaced_on_another() {
 
 async fn replicas_are_replaced_on_another_node(failure: NodeFailure) {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let mut cluster = common::start_cluster(3, &[]).await;
+    let mut cluster = common::start_cluster(3, &DEFAULT_TOLERATION).await;
     let mut agents = Vec::new();
     for (server, name) in ["a1", "a2"].into_iter().enumerate() {
         let started = match failure {
@@ -389,7 +392,7 @@ const CUT_OFF_NODES: [&str; 3] = ["a1", "a2", "a3"];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_cut_off_from_every_agent_evicts_nothing() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let mut cluster = common::start_cluster(3, &[]).await;
+    let mut cluster = common::start_cluster(3, &DEFAULT_TOLERATION).await;
     let mut agents = Vec::new();
     for (server, name) in CUT_OFF_NODES.into_iter().enumerate() {
         agents.push(cluster.start_agent_through_link(name, server, &[]).await.expect("starting an agent"));

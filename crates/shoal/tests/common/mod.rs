@@ -11,9 +11,20 @@ use shoal::local_cluster::{LocalCluster, LocalClusterConfig};
 use tempfile::TempDir;
 
 /// Heartbeats and election timeouts a few times the defaults: debug builds of several
-/// clusters share two cores in CI, and a starved member must not look dead.
-const TEST_TIMING_ARGS: [&str; 6] =
-    ["--heartbeat-ms", "100", "--election-timeout-ms", "1000", "--election-timeout-max-ms", "2000"];
+/// clusters share two cores in CI, and a starved member must not look dead. For the same
+/// reason pods tolerate an unreachable node for 30 s rather than 1 s, so that an agent starved
+/// for two seconds does not lose its pods in a test that is not about that; the node lifecycle
+/// tests ask for the default back.
+const TEST_TIMING_ARGS: [&str; 8] = [
+    "--heartbeat-ms",
+    "100",
+    "--election-timeout-ms",
+    "1000",
+    "--election-timeout-max-ms",
+    "2000",
+    "--default-toleration-seconds",
+    "30",
+];
 
 /// How long any one expected state may take to appear on a busy 2-core machine.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
