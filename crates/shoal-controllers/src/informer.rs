@@ -3,7 +3,7 @@
 //!
 //! Each controller used to watch pods itself. On a busy cluster every pod event was then
 //! decoded, cloned into a cache and kept once per controller; now it is decoded and cached once
-//! and handed to each subscriber as the cache's own `Arc`.
+//! and handed to every subscriber as one `Arc` (the cache's own for an applied object).
 
 use std::fmt::Debug;
 use std::hash::Hash;

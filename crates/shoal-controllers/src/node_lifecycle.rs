@@ -99,10 +99,15 @@ pub struct NodeLifecycleConfig {
     /// Kubernetes' `--unhealthy-zone-threshold`.
     pub unhealthy_fraction: f64,
     /// For that fraction, a node the detector will suspect within this long if it stays silent
-    /// counts as suspected already (rule 6). Two of the agents' renewal intervals: longer than
-    /// the spread of the last renewals of nodes cut off together (one interval) plus a pass,
-    /// shorter than the silence that makes a living node suspected, so that a node renewing on
-    /// time never counts.
+    /// counts as suspected already (rule 6). Two of the agents' default renewal intervals
+    /// (1 s), bounded on both sides:
+    /// - above by the silence of a living node: the default detector suspects after about
+    ///   1.8 s of silence, so a node counts after 0.8 s, that is a half-second renewal more
+    ///   than 0.3 s late (counting it errs toward evicting nothing);
+    /// - below by the spread of the last renewals of nodes cut off together (up to one
+    ///   interval) plus a pass. Agents renewing every second
+    ///   (`--lease-renew-interval-ms 1000`) spread wider than that, and nodes cut off together
+    ///   may then again be judged one by one.
     pub disruption_lookahead: Duration,
 }
 

@@ -279,6 +279,9 @@ async fn wait_rolled_out(deployments: &Api<Deployment>, name: &str) {
     .await;
 }
 
+/// Told once a recorder's watch has listed the pods for the first time.
+type Listed = tokio::sync::oneshot::Sender<()>;
+
 /// What the watch of a Recreate rollout saw.
 #[derive(Debug, Default)]
 struct Templates {
@@ -290,9 +293,6 @@ struct Templates {
 
 /// Records in `templates` the templates of the pods labelled app=batch, and whether pods of two
 /// of them ever exist at once (terminating ones included).
-/// Told once a recorder's watch has listed the pods for the first time.
-type Listed = tokio::sync::oneshot::Sender<()>;
-
 async fn record_template_overlap(pods: Api<Pod>, templates: Arc<Mutex<Templates>>, listed: Listed) {
     let mut listed = Some(listed);
     let mut hashes: BTreeMap<String, String> = BTreeMap::new();

@@ -44,6 +44,9 @@ fn events(events: Vec<Event<Pod>>) -> impl futures::Stream<Item = watcher::Resul
     futures::stream::iter(events.into_iter().map(Ok))
 }
 
+// A relist and three changes reach both subscribers in the watch's order, each marked with
+// whether the cache held the object before; the cache ends with the latest versions, and an
+// applied object reaches subscribers as the very `Arc` the cache holds.
 #[tokio::test]
 async fn every_subscriber_sees_every_update_in_order_after_the_cache() {
     let mut informer = Informer::<Pod>::default();
@@ -83,6 +86,7 @@ async fn every_subscriber_sees_every_update_in_order_after_the_cache() {
     assert!(Arc::ptr_eq(handed, &cached));
 }
 
+// A subscriber dropped before the watch starts does not stop the others' updates.
 #[tokio::test]
 async fn a_dropped_subscriber_leaves_the_others_served() {
     let mut informer = Informer::<Pod>::default();
@@ -93,6 +97,7 @@ async fn a_dropped_subscriber_leaves_the_others_served() {
     assert_eq!(kept, ["apply a@1 cached=false", "apply a@2 cached=true"]);
 }
 
+// With nobody left to hand updates to, the informer stops even though its watch never ends.
 #[tokio::test]
 async fn the_informer_stops_once_every_subscriber_is_gone() {
     let mut informer = Informer::<Pod>::default();

@@ -1,6 +1,6 @@
-//! The ReplicaSet controller's effects: watches of ReplicaSets and pods into caches, one
-//! reconcile per ReplicaSet key at a time (kube-runtime's `applier`), and the pod and status
-//! writes `decide` and `status` ask for.
+//! The ReplicaSet controller's effects: a watch of ReplicaSets into a cache and the pods of
+//! the shared informer, one reconcile per ReplicaSet key at a time (kube-runtime's
+//! `applier`), and the pod and status writes `decide` and `status` ask for.
 //!
 //! Pods come from the controllers' shared informer (`crate::informer`), which says of each
 //! event whether its cache had the pod before: a pod it did not have yet is a create observed,

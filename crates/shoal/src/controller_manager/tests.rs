@@ -59,6 +59,8 @@ fn status_code(error: &kube::Error) -> Option<u16> {
     }
 }
 
+// Through the in-process client, a create is stored (with a uid the API server gave it) and
+// read back, and a watch streams: an object created after it opened reaches it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_roles_client_writes_reads_and_watches_in_process() {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -80,6 +82,8 @@ async fn the_roles_client_writes_reads_and_watches_in_process() {
     assert_eq!(next.expect("an object").expect("no watch error").metadata.name.as_deref(), Some("b"));
 }
 
+// A fenced client writes while its term holds the Lease; once another term holds it, its write
+// is refused with 409 and nothing lands. A client acting as a user without rights gets 403.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_roles_client_acts_as_its_user_and_under_its_fence() {
     let dir = tempfile::tempdir().expect("a temp dir");
